@@ -1,0 +1,86 @@
+"""Named configs: each bundles a model (encoder + decoder), hparams and a dataset.
+
+Installed as `tfvae.configs`. `get_config(name)` returns one; `CONFIG_MAP` lists all.
+"""
+
+import dataclasses
+
+from tfvae import data
+from tfvae import decoders
+from tfvae import encoders
+from tfvae.hparams import HParams
+from tfvae.model import VAE
+from tfvae.model import default_hparams
+
+
+class ConfigError(ValueError):
+  """An unknown config name."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """A named experiment: which model, with which hparams, on which data."""
+  name: str
+  description: str
+  encoder: type        # an encoders.BaseEncoder subclass
+  decoder: type        # a decoders.BaseDecoder subclass
+  hparams: HParams
+  dataset: str         # a name in tfvae.data.DATASET_NAMES
+
+  def build_model(self, hparams=None):
+    """A VAE for this config's dataset, with `hparams` (default: the config's)."""
+    hparams = hparams or self.hparams
+    image_shape = data.dataset_info(self.dataset).image_shape
+    return VAE(self.encoder(hparams, image_shape, name='encoder'),
+               self.decoder(hparams, image_shape, name='decoder'), hparams, name='vae')
+
+
+def _config(name, description, encoder, decoder, dataset, **hparams):
+  return Config(name=name, description=description, encoder=encoder, decoder=decoder,
+                hparams=default_hparams().override(**hparams), dataset=dataset)
+
+
+_PAPER_MNIST = dict(z_size=20, hidden_sizes=[500], activation='tanh', batch_size=100)
+
+CONFIG_MAP = {c.name: c for c in [
+    _config('mnist_fc',
+            "The paper's MNIST model: 784-500-20 tanh MLPs, Bernoulli decoder, "
+            'dynamically binarised MNIST.',
+            encoders.MLPEncoder, decoders.MLPDecoder, 'mnist', binarize=True, **_PAPER_MNIST),
+    _config('mnist_fc_z2',
+            'mnist_fc with a 2-D latent space, for pictures of the learned manifold.',
+            encoders.MLPEncoder, decoders.MLPDecoder, 'mnist', binarize=True,
+            **dict(_PAPER_MNIST, z_size=2)),
+    _config('binarized_mnist_fc',
+            "The paper's MNIST model on statically binarised MNIST (Larochelle & Murray), "
+            'the standard log-likelihood benchmark.',
+            encoders.MLPEncoder, decoders.MLPDecoder, 'binarized_mnist', **_PAPER_MNIST),
+    _config('mnist_conv',
+            'Convolutional encoder/decoder (32, 64 filters), Bernoulli decoder, '
+            'dynamically binarised MNIST.',
+            encoders.ConvEncoder, decoders.ConvDecoder, 'mnist', binarize=True,
+            z_size=20, hidden_sizes=[256], activation='relu', conv_filters=[32, 64]),
+    _config('fashion_mnist_conv',
+            'Convolutional encoder/decoder on Fashion-MNIST, Bernoulli likelihood on '
+            'greyscale intensities.',
+            encoders.ConvEncoder, decoders.ConvDecoder, 'fashion_mnist',
+            z_size=32, hidden_sizes=[256], activation='relu', conv_filters=[32, 64]),
+    _config('frey_face_fc',
+            "The paper's Frey Face model: 200 tanh hidden units, Gaussian decoder with a "
+            'sigmoid mean, 10-D latent.',
+            encoders.MLPEncoder, decoders.MLPDecoder, 'frey_face', z_size=10,
+            hidden_sizes=[200], activation='tanh', likelihood='gaussian', batch_size=100),
+    _config('frey_face_fc_z2',
+            'frey_face_fc with a 2-D latent space, for pictures of the learned manifold.',
+            encoders.MLPEncoder, decoders.MLPDecoder, 'frey_face', z_size=2,
+            hidden_sizes=[200], activation='tanh', likelihood='gaussian', batch_size=100),
+]}
+
+
+def get_config(name):
+  """The config called `name`, or ConfigError listing the valid names."""
+  try:
+    return CONFIG_MAP[name]
+  except KeyError:
+    raise ConfigError(
+        f'unknown config {name!r}; valid configs: {", ".join(sorted(CONFIG_MAP))}') from None

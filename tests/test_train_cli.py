@@ -1,0 +1,105 @@
+"""bin/train.py end to end: train, resume, evaluate, summaries, and one-line user errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing import event_accumulator
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TRAIN = os.path.join(ROOT, 'bin', 'train.py')
+SMALL = 'hidden_sizes=[16],z_size=2,batch_size=20'
+
+
+@pytest.fixture(scope='module')
+def data_dir(tmp_path_factory):
+  """A tiny statically binarised MNIST in the layout of binarized_mnist.npz."""
+  path = tmp_path_factory.mktemp('data')
+  rng = np.random.RandomState(0)
+  splits = {s: (rng.rand(n, 784) < 0.2).astype(np.uint8)
+            for s, n in [('train', 200), ('valid', 60), ('test', 60)]}
+  np.savez(path / 'binarized_mnist.npz', **splits)
+  return str(path)
+
+
+def _run(*args, timeout=240):
+  result = subprocess.run([sys.executable, TRAIN, *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT)
+  return result.returncode, result.stdout + result.stderr
+
+
+def _tags(folder):
+  acc = event_accumulator.EventAccumulator(folder, size_guidance={'tensors': 0})
+  acc.Reload()
+  return acc
+
+
+def test_train_resume_and_eval(tmp_path, data_dir):
+  run_dir = str(tmp_path / 'run')
+  common = [f'--run_dir={run_dir}', f'--data_dir={data_dir}', '--log_every_n_steps=5',
+            '--steps_per_loop=5']
+  rc, out = _run('--config=binarized_mnist_fc', f'--hparams={SMALL},free_bits=0',
+                 '--num_steps=20', *common)
+  assert rc == 0, out
+  assert 'step 20/20' in out and 'examples/sec' in out and 'left' in out
+  saved = json.load(open(os.path.join(run_dir, 'config.json')))
+  assert saved['config'] == 'binarized_mnist_fc'
+  assert saved['hparams']['hidden_sizes'] == [16] and saved['hparams']['free_bits'] == 0.0
+  assert os.path.exists(os.path.join(run_dir, 'train', 'ckpt-20.index'))
+
+  acc = _tags(os.path.join(run_dir, 'train'))
+  tags = set(acc.Tags()['tensors'])
+  for tag in ('loss', 'losses/r_loss', 'losses/kl_loss', 'losses/kl_bits', 'losses/kl_beta',
+              'elbo', 'learning_rate', 'global_norm', 'examples_per_sec', 'hparams'):
+    assert tag in tags, tag
+  assert [e.step for e in acc.Tensors('loss')] == [5, 10, 15, 20]
+
+  # The same command with more steps resumes: no --config needed, the step carries on.
+  rc, out = _run('--num_steps=30', *common)
+  assert rc == 0, out
+  assert 'Resuming from' in out and 'at step 20' in out
+  assert 'step 30/30' in out and 'step 5/' not in out
+  assert os.path.exists(os.path.join(run_dir, 'train', 'ckpt-30.index'))
+
+  rc, out = _run('--mode=eval', '--eval_split=test', f'--run_dir={run_dir}',
+                 f'--data_dir={data_dir}')
+  assert rc == 0, out
+  assert 'eval test at step 30 over 60 examples' in out
+  eval_tags = _tags(os.path.join(run_dir, 'eval'))
+  assert {'elbo', 'losses/r_loss', 'losses/kl_bits'} <= set(eval_tags.Tags()['tensors'])
+  assert eval_tags.Tensors('elbo')[0].step == 30
+
+
+def test_non_finite_loss_stops_with_one_line_and_keeps_checkpoint(tmp_path, data_dir):
+  run_dir = str(tmp_path / 'run')
+  common = [f'--run_dir={run_dir}', f'--data_dir={data_dir}', '--log_every_n_steps=5',
+            '--steps_per_loop=5']
+  rc, out = _run('--config=binarized_mnist_fc', f'--hparams={SMALL}', '--num_steps=5', *common)
+  assert rc == 0, out
+  rc, out = _run('--num_steps=20', '--hparams=learning_rate=inf,min_learning_rate=0', *common)
+  assert rc == 1
+  assert 'error: the loss became non-finite' in out and 'ckpt-5' in out
+  assert 'Traceback' not in out
+  assert sorted(f for f in os.listdir(os.path.join(run_dir, 'train'))
+                if f.endswith('.index')) == ['ckpt-5.index']
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--config=nope'], "error: unknown config 'nope'; valid configs: binarized_mnist_fc"),
+    (['--config=mnist_fc', '--hparams=z_sise=2'], "error: unknown hparam 'z_sise'; valid"),
+    (['--config=mnist_fc', '--hparams=z_size=two'], "error: hparam 'z_size' wants a int"),
+    (['--config=mnist_fc', '--hparams=activation=tanhh'], "error: unknown activation 'tanhh'"),
+    (['--hparams=z_size=2'], 'error: --config is required for a new run_dir'),
+    (['--config=binarized_mnist_fc', '--data_dir=/nonexistent/dir'],
+     'error: binarized_mnist: data directory /nonexistent/dir does not exist'),
+    (['--config=mnist_fc', '--mode=eval'], 'error: no checkpoint in'),
+])
+def test_user_errors_are_one_line(tmp_path, args, message):
+  rc, out = _run(f'--run_dir={tmp_path / "run"}', '--num_steps=1', *args)
+  assert rc == 1, out
+  assert message in out, out
+  assert 'Traceback' not in out
+  assert out.strip().splitlines()[-1].startswith('error: ')
