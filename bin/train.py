@@ -55,7 +55,7 @@ def main(argv):
   run_dir = RunDir(FLAGS.run_dir)
   config, hparams = resolve_config(run_dir, FLAGS.config, FLAGS.hparams)
   if FLAGS.mode == 'eval':
-    training.evaluate(config, hparams, run_dir, split=FLAGS.eval_split,
+    training.evaluate(run_dir, split=FLAGS.eval_split,
                       data_dir=FLAGS.data_dir, num_batches=FLAGS.eval_num_batches,
                       seed=FLAGS.seed)
     return

@@ -95,7 +95,7 @@ def test_non_finite_loss_stops_with_one_line_and_keeps_checkpoint(tmp_path, data
     (['--hparams=z_size=2'], 'error: --config is required for a new run_dir'),
     (['--config=binarized_mnist_fc', '--data_dir=/nonexistent/dir'],
      'error: binarized_mnist: data directory /nonexistent/dir does not exist'),
-    (['--config=mnist_fc', '--mode=eval'], 'error: no checkpoint in'),
+    (['--config=mnist_fc', '--mode=eval'], 'is not a tfvae run directory'),
 ])
 def test_user_errors_are_one_line(tmp_path, args, message):
   rc, out = _run(f'--run_dir={tmp_path / "run"}', '--num_steps=1', *args)

@@ -13,6 +13,7 @@ import os
 import tensorflow as tf
 
 from tfvae import configs
+from tfvae import optimization
 from tfvae import __version__
 
 
@@ -58,6 +59,17 @@ class RunDir:
       raise RunDirError(f'no checkpoint in {self.train_dir}: train first with '
                         f'bin/train.py --run_dir={self.path}')
     return path
+
+  def restore_model(self, checkpoint=None):
+    """(config, hparams, model, step) from the latest (or given) checkpoint of this run."""
+    config, hparams = self.load_config()
+    checkpoint = checkpoint or self.latest_checkpoint()
+    model = config.build_model(hparams)
+    model.build_variables()
+    optimizer = optimization.make_optimizer(hparams)
+    status = tf.train.Checkpoint(model=model, optimizer=optimizer).restore(checkpoint)
+    status.expect_partial()
+    return config, hparams, model, int(optimizer.iterations.numpy())
 
 
 def resolve_config(run_dir, config_name, hparams_spec):

@@ -270,17 +270,11 @@ def _hparams_markdown(config, hparams):
   return '\n'.join([f'config: **{config.name}**', '', '| hparam | value |', '|---|---|'] + rows)
 
 
-def evaluate(config, hparams, run_dir, split='test', data_dir=None, num_batches=0, seed=0,
-             checkpoint=None):
+def evaluate(run_dir, split='test', data_dir=None, num_batches=0, seed=0, checkpoint=None):
   """The mean ELBO and its terms over `split` (all of it when num_batches is 0) for the
   latest (or given) checkpoint; writes them to run_dir/eval and returns a dict."""
   run_dir = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
-  checkpoint = checkpoint or run_dir.latest_checkpoint()
-  model = config.build_model(hparams)
-  model.build_variables()
-  optimizer = optimization.make_optimizer(hparams)
-  tf.train.Checkpoint(model=model, optimizer=optimizer).restore(checkpoint).expect_partial()
-  step = int(optimizer.iterations.numpy())
+  config, hparams, model, step = run_dir.restore_model(checkpoint)
   dataset = data.make_dataset(config.dataset, split, hparams.batch_size, data_dir=data_dir,
                               shuffle=False, repeat=False, binarize=hparams.binarize,
                               seed=seed, drop_remainder=False)
@@ -299,8 +293,6 @@ def evaluate(config, hparams, run_dir, split='test', data_dir=None, num_batches=
   for index, x in enumerate(dataset):
     totals += np.array([float(t) for t in batch_sums(x, tf.constant(index, tf.int64))])
     count += int(x.shape[0])
-  if not count:
-    raise ValueError(f'the {split!r} split gave no examples to evaluate')
   elbo, r_loss, kl = totals / count
   results = {'elbo': elbo, 'reconstruction': -r_loss, 'kl': kl, 'num_examples': count,
              'step': step, 'split': split, 'seconds': time.time() - start}
