@@ -2,6 +2,7 @@
 
 import gzip
 import os
+import socket
 
 import numpy as np
 import pytest
@@ -154,10 +155,15 @@ def test_dataset_info():
   assert frey.split_sizes == {'train': 1565, 'valid': 200, 'test': 200}
 
 
-# The TFDS path (mocked: no downloads).
+# The TFDS path (mocked: no downloads; the network probe before a download is replaced).
 
 
-def test_tfds_mnist_mocked():
+@pytest.fixture
+def online(monkeypatch):
+  monkeypatch.setattr(data, '_check_online', lambda name: None)
+
+
+def test_tfds_mnist_mocked(online):
   import tensorflow_datasets as tfds
   with tfds.testing.mock_data(num_examples=12):
     splits = {split: data.load_split('mnist', split) for split in data.SPLITS}
@@ -169,7 +175,7 @@ def test_tfds_mnist_mocked():
   assert batch.shape == (4, 28, 28, 1) and batch.dtype == tf.float32
 
 
-def test_tfds_binarized_mnist_mocked():
+def test_tfds_binarized_mnist_mocked(online):
   import tensorflow_datasets as tfds
   with tfds.testing.mock_data(num_examples=12, max_value=2):  # pixels in {0, 1}
     splits = {split: data.load_split('binarized_mnist', split) for split in data.SPLITS}
@@ -180,7 +186,7 @@ def test_tfds_binarized_mnist_mocked():
   assert batch.shape == (5, 28, 28, 1) and set(np.unique(batch.numpy())) <= {0.0, 1.0}
 
 
-def test_tfds_failure_is_a_data_error(monkeypatch):
+def test_tfds_failure_is_a_data_error(monkeypatch, online):
   import tensorflow_datasets as tfds
 
   def offline(*args, **kwargs):
@@ -212,8 +218,8 @@ def test_make_dataset_batches(mnist_dir):
   assert ds.element_spec == tf.TensorSpec([8, 28, 28, 1], tf.float32)
   batches = [b.numpy() for b in ds]
   images = data.load_split('mnist', 'train', mnist_dir).images
-  np.testing.assert_allclose(np.concatenate(batches), images / 255.0, rtol=1e-6)
-  assert all(0.0 <= b.min() and b.max() <= 1.0 for b in batches)
+  np.testing.assert_array_equal(np.concatenate(batches), images.astype(np.float32) / 255)
+  assert min(b.min() for b in batches) == 0.0 and max(b.max() for b in batches) == 1.0
 
 
 def test_drop_remainder(mnist_dir):
@@ -252,7 +258,7 @@ def test_binarize(mnist_dir):
   assert x.dtype == np.float32 and set(np.unique(x)) == {0.0, 1.0}
   np.testing.assert_array_equal(x, binarized(seed=1))
   assert not np.array_equal(x, binarized(seed=2))
-  probs = data.load_split('mnist', 'train', mnist_dir).images[..., :] / 255.0
+  probs = data.load_split('mnist', 'train', mnist_dir).images / 255.0
   assert abs(x.mean() - probs.mean()) < 0.01  # E[x] = intensity
   assert np.all(x[probs == 0.0] == 0.0) and np.all(x[probs == 1.0] == 1.0)
   # Fresh noise each epoch of a repeated dataset.
@@ -372,3 +378,15 @@ def test_unknown_dataset_and_split(mnist_dir):
                                            "train, valid, test") as err:
     data.make_dataset('mnist', 'validation', 4, data_dir=mnist_dir)
   _assert_one_line(err)
+
+
+def test_tfds_offline_fails_fast_with_one_line(monkeypatch):
+  def unreachable(address, timeout):
+    raise OSError('Network is unreachable')
+  monkeypatch.setattr(socket, 'create_connection', unreachable)
+  data._CACHE.clear()
+  with pytest.raises(data.DataError) as info:
+    data.load_split('mnist', 'train')
+  message = str(info.value)
+  assert message.startswith('mnist: it is not in the TFDS cache and storage.googleapis.com')
+  assert '--data_dir=DIR holding' in message and '\n' not in message

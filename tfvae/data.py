@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import os
+import socket
 import zipfile
 import zlib
 
@@ -35,6 +36,7 @@ class DataError(Exception):
 
 DATASET_NAMES = ('binarized_mnist', 'fashion_mnist', 'frey_face', 'mnist')
 SPLITS = ('train', 'valid', 'test')
+_TFDS_HOST = 'storage.googleapis.com'
 FREY_FACE_URL = 'https://cs.nyu.edu/~roweis/data/frey_rawface.mat'
 
 
@@ -155,8 +157,12 @@ def _read_remote(name: str) -> dict:
   try:
     import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
 
+    if not tfds.builder(name).is_prepared():
+      _check_online(name)
     datasets = tfds.load(name, split=tfds_splits, batch_size=_TFDS_CHUNK)
     chunks = [list(tfds.as_numpy(ds)) for ds in datasets]
+  except DataError:
+    raise
   except Exception as exc:  # Any TFDS failure (offline, not prepared, ...) is a DataError.
     problem = f'could not load it through TensorFlow Datasets ({_describe(exc)})'
     raise _error(name, problem) from exc
@@ -169,6 +175,16 @@ def _read_remote(name: str) -> dict:
   train, test = arrays
   return _split_mnist_like(name, source, train['image'], train['label'],
                            test['image'], test['label'])
+
+
+def _check_online(name: str) -> None:
+  """Fails fast with a DataError when TFDS's download host cannot be reached (offline, TFDS
+  would otherwise retry for minutes)."""
+  try:
+    socket.create_connection((_TFDS_HOST, 443), timeout=5).close()
+  except OSError as exc:
+    raise _error(name, f'it is not in the TFDS cache and {_TFDS_HOST} cannot be reached to '
+                 f'download it ({_describe(exc)})') from exc
 
 
 def _read_mnist_like(name: str, folder: str) -> dict:
@@ -317,9 +333,9 @@ def _as_images(name: str, source: str, images: np.ndarray) -> np.ndarray:
                                                    (height * width,)):
     raise _error(name, f'{source}: images have shape {images.shape}, expected '
                        f'[N, {height}, {width}] or [N, {height * width}]')
-  top = 1 if info.binary else 255
-  if images.dtype != np.uint8 and images.size and not (
-          np.issubdtype(images.dtype, np.integer) and 0 <= images.min() and images.max() <= top):
+  if images.dtype != np.uint8 and not (
+      np.issubdtype(images.dtype, np.integer)
+      and (images.size == 0 or 0 <= images.min() <= images.max() <= 255)):
     raise _error(name, f'{source}: images have dtype {images.dtype}, expected uint8')
   if info.binary and images.size and images.max() > 1:
     raise _error(name, f'{source}: pixel value {images.max()} found, expected only 0 and 1')
@@ -338,35 +354,27 @@ def _as_labels(name: str, source: str, labels: np.ndarray, num_images: int) -> n
   return labels.astype(np.int64)
 
 
-def make_dataset(name: str, split: str, batch_size: int, *,
-                 data_dir: str | os.PathLike | None = None, shuffle: bool = True,
-                 repeat: bool = True, binarize: bool = False, seed: int | None = None,
-                 drop_remainder: bool = True,
-                 input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
-  """Float32 image batches [B, H, W, 1] in [0, 1] of one split, B = per-replica batch size.
+def index_dataset(name: str, split: str, batch_size: int, *,
+                  data_dir: str | os.PathLike | None = None, shuffle: bool = True,
+                  repeat: bool = True, seed: int | None = None, drop_remainder: bool = True,
+                  input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
+  """Batches of example indices int64 [B] into `load_split(name, split).images`.
 
-  The split is held once as a uint8 tensor; the pipeline shuffles (seeded, reshuffled every
-  epoch), repeats and batches indices, then gathers and scales a whole batch per step.
-  `binarize` samples every pixel as Bernoulli(intensity) afresh each time (dynamic
-  binarization; a no-op for binarized_mnist). With `input_context` the indices are sharded
-  per input pipeline before batching, and B is the context's per-replica batch size.
+  Shuffled (seeded, reshuffled every epoch) and repeated as asked. With `input_context` the
+  indices are sharded per input pipeline before batching and B is the context's per-replica
+  batch size.
   """
-  data = load_split(name, split, data_dir)
-  num_examples = len(data.images)
+  num_examples = len(load_split(name, split, data_dir).images)
   num_shards, shard_index = 1, 0
   if input_context is not None:
     batch_size = input_context.get_per_replica_batch_size(batch_size)
     num_shards, shard_index = input_context.num_input_pipelines, input_context.input_pipeline_id
   shard_size = len(range(shard_index, num_examples, num_shards))
   if drop_remainder and batch_size > shard_size:
+    where = f' in input pipeline {shard_index} of {num_shards}' if num_shards > 1 else ''
     raise DataError(f'{name}: batch size {batch_size} exceeds the {shard_size} examples of '
-                    f'split {split!r} (input pipeline {shard_index} of {num_shards}), so '
-                    f'drop_remainder=True gives no batches; use a smaller batch size')
-  with tf.device('/CPU:0'):
-    images = tf.constant(data.images)
-  scale = 1.0 if data.info.binary else 1.0 / 255.0
-  binarize = binarize and not data.info.binary
-
+                    f'split {split!r}{where}, so drop_remainder=True gives no batches; '
+                    f'use a smaller batch size')
   indices = tf.data.Dataset.range(num_examples)
   if num_shards > 1:
     indices = indices.shard(num_shards, shard_index)
@@ -374,24 +382,43 @@ def make_dataset(name: str, split: str, batch_size: int, *,
     indices = indices.shuffle(shard_size, seed=seed, reshuffle_each_iteration=True)
   if repeat:
     indices = indices.repeat()
-  indices = indices.batch(batch_size, drop_remainder=drop_remainder)
+  return indices.batch(batch_size, drop_remainder=drop_remainder)
 
-  def gather(batch_indices):
-    """Float32 images [B, H, W, 1] in [0, 1] at int64 `batch_indices` [B]."""
-    return tf.cast(tf.gather(images, batch_indices), tf.float32) * scale
 
-  if binarize:
-    # One stateless-random seed pair per batch, from a seeded stream that changes each epoch.
-    noise_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+def to_float(images: tf.Tensor, info: DatasetInfo, binarize: bool = False,
+             noise_seed: tf.Tensor | None = None) -> tf.Tensor:
+  """uint8 images [B, H, W, 1] -> float32 in [0, 1]; with `binarize` (greyscale data only)
+  each pixel is 1 with probability its intensity (stateless noise from `noise_seed` [2])."""
+  probs = tf.cast(images, tf.float32) / (1.0 if info.binary else 255.0)
+  if not binarize or info.binary:
+    return probs
+  noise = tf.random.stateless_uniform(tf.shape(probs), seed=noise_seed)
+  return tf.cast(noise < probs, tf.float32)
 
-    def gather_binarized(batch_indices, noise_seed):
-      """Images [B, H, W, 1] with each pixel 1.0 with probability its intensity, else 0.0."""
-      probs = gather(batch_indices)
-      noise = tf.random.stateless_uniform(tf.shape(probs), seed=noise_seed)
-      return tf.cast(noise < probs, tf.float32)
 
-    batches = tf.data.Dataset.zip(indices, noise_seeds).map(
-        gather_binarized, num_parallel_calls=tf.data.AUTOTUNE)
-  else:
-    batches = indices.map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+def make_dataset(name: str, split: str, batch_size: int, *,
+                 data_dir: str | os.PathLike | None = None, shuffle: bool = True,
+                 repeat: bool = True, binarize: bool = False, seed: int | None = None,
+                 drop_remainder: bool = True,
+                 input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
+  """Float32 image batches [B, H, W, 1] in [0, 1] of one split, B = per-replica batch size.
+
+  The split is held once as a uint8 tensor; `index_dataset` shuffles, repeats and batches
+  indices, then a whole batch is gathered and scaled per step. `binarize` samples every pixel
+  as Bernoulli(intensity) afresh each time (dynamic binarization; a no-op for
+  binarized_mnist), from a seeded stream of noise seeds that changes every epoch.
+  """
+  data = load_split(name, split, data_dir)
+  indices = index_dataset(name, split, batch_size, data_dir=data_dir, shuffle=shuffle,
+                          repeat=repeat, seed=seed, drop_remainder=drop_remainder,
+                          input_context=input_context)
+  with tf.device('/CPU:0'):
+    images = tf.constant(data.images)
+  noise_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+
+  def gather(batch_indices, noise_seed):
+    return to_float(tf.gather(images, batch_indices), data.info, binarize, noise_seed)
+
+  batches = tf.data.Dataset.zip(indices, noise_seeds).map(
+      gather, num_parallel_calls=tf.data.AUTOTUNE)
   return batches.prefetch(tf.data.AUTOTUNE)
