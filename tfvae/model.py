@@ -51,6 +51,8 @@ def default_hparams():
       min_learning_rate=1e-5,
       grad_clip=1e3,                # global-norm gradient clipping (0 turns it off)
       jit_compile=True,             # XLA-compile the training step
+      mixed_precision='none',       # none, bfloat16 or float16 (with loss scaling)
+      early_stopping_patience=0,    # epochs without a better valid ELBO before stopping (0: off)
   )
 
 

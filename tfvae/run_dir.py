@@ -2,6 +2,7 @@
 
     RUN_DIR/config.json   the config name and the final hparams (written by the trainer)
     RUN_DIR/train/        checkpoints and training summaries
+    RUN_DIR/best/         the checkpoint with the best validation ELBO (early stopping)
     RUN_DIR/eval/         evaluation summaries
 
 Later tools (evaluate, export, sample) need only --run_dir: they read config.json.
@@ -30,6 +31,7 @@ class RunDir:
     self.path = path
     self.train_dir = os.path.join(path, 'train')
     self.eval_dir = os.path.join(path, 'eval')
+    self.best_dir = os.path.join(path, 'best')
     self.config_path = os.path.join(path, 'config.json')
 
   def has_config(self):
