@@ -8,6 +8,7 @@
 
 from absl import flags
 from absl import logging
+import keras
 
 from tfvae import cli
 from tfvae import strategies
@@ -43,15 +44,15 @@ flags.DEFINE_enum('strategy', 'default', strategies.STRATEGIES, 'tf.distribute s
 flags.DEFINE_integer('num_cpu_devices', 1, 'Split the CPU into this many logical devices '
                      '(for mirrored runs without accelerators).', lower_bound=1)
 flags.DEFINE_string('tpu', None, 'TPU name or address for --strategy=tpu.')
+flags.DEFINE_integer('image_every_n_steps', 1000, 'Steps between reconstruction and '
+                     'prior-sample image summaries; 0 turns them off.', lower_bound=0)
+flags.DEFINE_string('export_dir', None, 'Write a SavedModel here when training ends.')
 
 
 def main(argv):
   if len(argv) > 1:
     raise ValueError(f'unexpected arguments {argv[1:]}; flags look like --name=value')
   logging.set_verbosity(logging.INFO)
-  strategies.split_cpu(FLAGS.num_cpu_devices)
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  tf.keras.utils.set_random_seed(FLAGS.seed)
   run_dir = RunDir(FLAGS.run_dir)
   config, hparams = resolve_config(run_dir, FLAGS.config, FLAGS.hparams)
   if FLAGS.mode == 'eval':
@@ -59,15 +60,25 @@ def main(argv):
                       data_dir=FLAGS.data_dir, num_batches=FLAGS.eval_num_batches,
                       seed=FLAGS.seed)
     return
+  # Devices and strategy come first: multi-worker collectives must be configured before
+  # anything else initialises TensorFlow's runtime.
+  strategies.split_cpu(FLAGS.num_cpu_devices)
   strategy = strategies.make_strategy(FLAGS.strategy, tpu=FLAGS.tpu)
+  logging.info('Running under %s.', strategies.describe(strategy))
+  keras.utils.set_random_seed(FLAGS.seed)
   trainer = training.Trainer(config, hparams, run_dir, strategy=strategy, seed=FLAGS.seed,
                              data_dir=FLAGS.data_dir,
                              checkpoints_to_keep=FLAGS.checkpoints_to_keep)
   if trainer.is_chief:
     run_dir.save_config(config, hparams)
-  trainer.train(FLAGS.num_steps, log_every_n_steps=FLAGS.log_every_n_steps,
-                steps_per_loop=FLAGS.steps_per_loop,
-                checkpoint_every_secs=FLAGS.checkpoint_every_secs)
+  reason = trainer.train(FLAGS.num_steps, log_every_n_steps=FLAGS.log_every_n_steps,
+                         steps_per_loop=FLAGS.steps_per_loop,
+                         checkpoint_every_secs=FLAGS.checkpoint_every_secs,
+                         image_every_n_steps=FLAGS.image_every_n_steps)
+  if FLAGS.export_dir and trainer.is_chief and reason != 'signal':
+    from tfvae import export  # pylint: disable=g-import-not-at-top
+    logging.info('Exported a SavedModel to %s.',
+                 export.export_saved_model(run_dir, FLAGS.export_dir))
 
 
 if __name__ == '__main__':

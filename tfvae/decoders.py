@@ -17,6 +17,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfvae.encoders import activation
+from tfvae.encoders import track_layers
 
 tfd = tfp.distributions
 
@@ -92,8 +93,9 @@ class MLPDecoder(BaseDecoder):
   def __init__(self, hparams, image_shape, **kwargs):
     super().__init__(hparams, image_shape, **kwargs)
     act = activation(hparams.activation)
-    self._hidden = [keras.layers.Dense(size, activation=act, name=f'hidden_{i}')
-                    for i, size in enumerate(reversed(hparams.hidden_sizes))]
+    self._hidden = track_layers(self, 'hidden', [
+        keras.layers.Dense(size, activation=act, name=f'hidden_{i}')
+        for i, size in enumerate(reversed(hparams.hidden_sizes))])
     self._out = keras.layers.Dense(
         math.prod(self.image_shape) * self.likelihood.num_params, name='pixel_params')
 
@@ -122,11 +124,11 @@ class ConvDecoder(BaseDecoder):
     self._project = keras.layers.Dense(math.prod(self._start_shape), activation=act,
                                        name='project')
     out_filters = list(reversed(filters[:-1])) + [channels * self.likelihood.num_params]
-    self._deconvs = [
+    self._deconvs = track_layers(self, 'deconv', [
         keras.layers.Conv2DTranspose(
             f, 3, strides=2, padding='same', name=f'deconv_{i}',
             activation=act if i < len(out_filters) - 1 else None)
-        for i, f in enumerate(out_filters)]
+        for i, f in enumerate(out_filters)])
 
   def pixel_params(self, z):
     h = tf.reshape(self._project(self._dense(z)), (-1,) + self._start_shape)

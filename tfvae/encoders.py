@@ -23,6 +23,17 @@ def activation(name):
         'softplus, sigmoid, gelu, swish') from None
 
 
+def track_layers(owner, prefix, layers):
+  """Also sets each of `layers` as an attribute `prefix_i` of `owner`, and returns them.
+
+  tf.train.Checkpoint does not follow Keras 3's tracked lists, so layers held only in a
+  list would reach checkpoints solely through the optimiser's variable list.
+  """
+  for i, layer in enumerate(layers):
+    setattr(owner, f'{prefix}_{i}', layer)
+  return layers
+
+
 class BaseEncoder(keras.layers.Layer, metaclass=abc.ABCMeta):
   """Maps images x [B, H, W, C] to q(z|x), a MultivariateNormalDiag over [z_size]."""
 
@@ -53,8 +64,9 @@ class MLPEncoder(BaseEncoder):
     super().__init__(hparams, image_shape, **kwargs)
     act = activation(hparams.activation)
     self._flatten = keras.layers.Flatten()
-    self._hidden = [keras.layers.Dense(size, activation=act, name=f'hidden_{i}')
-                    for i, size in enumerate(hparams.hidden_sizes)]
+    self._hidden = track_layers(self, 'hidden', [
+        keras.layers.Dense(size, activation=act, name=f'hidden_{i}')
+        for i, size in enumerate(hparams.hidden_sizes)])
 
   def features(self, x):
     h = self._flatten(x)
@@ -69,9 +81,9 @@ class ConvEncoder(BaseEncoder):
   def __init__(self, hparams, image_shape, **kwargs):
     super().__init__(hparams, image_shape, **kwargs)
     act = activation(hparams.activation)
-    self._convs = [keras.layers.Conv2D(f, 3, strides=2, padding='same', activation=act,
-                                       name=f'conv_{i}')
-                   for i, f in enumerate(hparams.conv_filters)]
+    self._convs = track_layers(self, 'conv', [
+        keras.layers.Conv2D(f, 3, strides=2, padding='same', activation=act, name=f'conv_{i}')
+        for i, f in enumerate(hparams.conv_filters)])
     self._flatten = keras.layers.Flatten()
     self._dense = keras.layers.Dense(hparams.hidden_sizes[0], activation=act, name='dense')
 

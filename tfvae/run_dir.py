@@ -69,8 +69,9 @@ class RunDir:
     model = config.build_model(hparams)
     model.build_variables()
     optimizer = optimization.make_optimizer(hparams)
+    optimizer.build(model.trainable_variables)
     status = tf.train.Checkpoint(model=model, optimizer=optimizer).restore(checkpoint)
-    status.expect_partial()
+    status.assert_existing_objects_matched().expect_partial()
     return config, hparams, model, int(optimizer.iterations.numpy())
 
 

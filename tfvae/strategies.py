@@ -2,6 +2,7 @@
 
 import json
 import os
+import socket
 
 import tensorflow as tf
 
@@ -26,14 +27,18 @@ def split_cpu(num_devices):
 
 
 def make_strategy(name='default', tpu=None):
-  """The tf.distribute.Strategy called `name` (one of STRATEGIES)."""
-  gpus = tf.config.list_logical_devices('GPU')
+  """The tf.distribute.Strategy called `name` (one of STRATEGIES).
+
+  Listing logical devices initialises TensorFlow's runtime, which multi-worker collectives
+  must be configured before, so only the single-machine strategies look at devices.
+  """
   if name == 'default':
     return tf.distribute.get_strategy()
   if name == 'one_device':
+    gpus = tf.config.list_logical_devices('GPU')
     return tf.distribute.OneDeviceStrategy('/gpu:0' if gpus else '/cpu:0')
   if name == 'mirrored':
-    devices = gpus or tf.config.list_logical_devices('CPU')
+    devices = tf.config.list_logical_devices('GPU') or tf.config.list_logical_devices('CPU')
     return tf.distribute.MirroredStrategy([d.name for d in devices])
   if name == 'multi_worker_mirrored':
     if 'TF_CONFIG' not in os.environ:
@@ -49,12 +54,22 @@ def make_strategy(name='default', tpu=None):
   raise StrategyError(f'unknown strategy {name!r}; valid: {", ".join(STRATEGIES)}')
 
 
+def _check_reachable(master, timeout=10.0):
+  """Raises OSError unless a grpc://host:port address accepts a TCP connection: connecting
+  the TPU runtime to an unreachable address would otherwise wait forever."""
+  if not master.startswith('grpc://'):
+    return
+  host, _, port = master[len('grpc://'):].rpartition(':')
+  socket.create_connection((host, int(port)), timeout=timeout).close()
+
+
 def _tpu_strategy(tpu):
   try:
     resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or '')
+    _check_reachable(resolver.master())
     tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)
-  except (ValueError, RuntimeError, tf.errors.OpError) as e:
+  except (OSError, ValueError, RuntimeError, tf.errors.OpError) as e:
     first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     raise StrategyError(f'no reachable TPU (--tpu={tpu or ""!r}): {first_line}') from None
   return tf.distribute.TPUStrategy(resolver)

@@ -5,16 +5,19 @@ of the global batch B; its loss is scaled by 1/R and the gradients are summed ac
 replicas, so the update equals the single-device update on the whole batch. The noise
 eps of z = mu + sigma * eps is drawn for the global batch from a stateless seed
 (seed, step) and sliced per replica, so runs are reproducible on any number of replicas.
+
+The training split lives on the device once (uint8); the input pipeline only yields
+shuffled index batches, and the compiled step gathers and scales its own batch.
 """
 
 import math
-import os
 import shutil
 import signal
 import tempfile
 import time
 
 from absl import logging
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -25,15 +28,32 @@ from tfvae.run_dir import RunDir
 
 SCALARS = ('loss', 'losses/r_loss', 'losses/kl_loss', 'losses/kl_bits', 'losses/kl_beta',
            'elbo', 'learning_rate', 'global_norm')
+MIXED_PRECISION = {'none': 'float32', 'bfloat16': 'mixed_bfloat16', 'float16': 'mixed_float16'}
+EVAL_BATCH_SIZE = 1000
 
 
 class NonFiniteLossError(RuntimeError):
   """Training produced a NaN or infinite loss."""
 
 
-def _noise_seed(seed, step):
-  """A stateless seed [2] for the noise of training step `step`."""
-  return tf.stack([tf.constant(seed, tf.int64), tf.cast(step, tf.int64)])
+def set_precision_policy(hparams):
+  """Sets Keras's global dtype policy from hparams.mixed_precision (none|bfloat16|float16).
+
+  Variables stay float32; layers compute in the low precision; the encoder and decoder
+  cast their outputs to float32, so distributions, KL and losses stay float32.
+  """
+  if hparams.mixed_precision not in MIXED_PRECISION:
+    raise ValueError(f'unknown mixed_precision {hparams.mixed_precision!r}; valid: '
+                     f'{", ".join(MIXED_PRECISION)}')
+  keras.mixed_precision.set_global_policy(MIXED_PRECISION[hparams.mixed_precision])
+
+
+def _seed_pair(*parts):
+  """A stateless seed [2] mixing the integer (tensor) parts."""
+  seed = tf.stack([tf.constant(0, tf.int64), tf.cast(parts[0], tf.int64)])
+  for part in parts[1:]:
+    seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(part, tf.int64))
+  return seed
 
 
 class Trainer:
@@ -49,15 +69,36 @@ class Trainer:
       raise ValueError(f'batch_size {hparams.batch_size} does not divide over {replicas} '
                        f'replicas; use a multiple of {replicas}')
     self.is_chief = strategies.is_chief(self.strategy)
+    self._multi_worker = isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    set_precision_policy(hparams)
+    try:
+      with self.strategy.scope():
+        self.model = config.build_model(hparams)
+        self.model.build_variables()
+        self.optimizer = optimization.make_optimizer(hparams)
+        if hparams.mixed_precision == 'float16':
+          self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
+        self.optimizer.build(self.model.trainable_variables)
+    finally:
+      keras.mixed_precision.set_global_policy('float32')
+    train = data.load_split(config.dataset, 'train', data_dir)
+    self._info = train.info
+    self.steps_per_epoch = max(len(train.images) // hparams.batch_size, 1)
     with self.strategy.scope():
-      self.model = config.build_model(hparams)
-      self.model.build_variables()
-      self.optimizer = optimization.make_optimizer(hparams)
-      self.optimizer.build(self.model.trainable_variables)
-      self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer)
-    self._train_dir = self.run_dir.train_dir if self.is_chief else tempfile.mkdtemp()
+      # Multi-worker variables are initialised by a collective broadcast, which has no uint8.
+      images = train.images.astype(np.int32) if self._multi_worker else train.images
+      self._images = tf.Variable(images, trainable=False, name='train_images')
+      self._best_elbo = tf.Variable(-np.inf, trainable=False, name='best_valid_elbo')
+      self._bad_epochs = tf.Variable(0, trainable=False, name='epochs_without_improvement')
+    self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
+                                          best_valid_elbo=self._best_elbo,
+                                          epochs_without_improvement=self._bad_epochs)
+    self._scratch = None if self.is_chief else tempfile.mkdtemp(prefix='tfvae_worker_')
+    self._train_dir = self._scratch or self.run_dir.train_dir
     self.manager = tf.train.CheckpointManager(self.checkpoint, self._train_dir,
                                               max_to_keep=checkpoints_to_keep)
+    self.best_manager = tf.train.CheckpointManager(
+        self.checkpoint, self._scratch or self.run_dir.best_dir, max_to_keep=1)
     fuse = hparams.jit_compile and replicas == 1
     # XLA compiles the whole step on one replica; across replicas only the forward and
     # backward pass (the optimiser's cross-replica update cannot be inside XLA there).
@@ -81,76 +122,88 @@ class Trainer:
 
   # The step, as it runs on each replica.
 
-  def _compute_gradients(self, x, step, replica_id):
-    """Gradients of this replica's share of the loss, and its batch-mean metrics."""
-    ctx = tf.distribute.get_replica_context()
-    replicas = ctx.num_replicas_in_sync
-    local_batch = x.shape[0]
-    eps = tf.random.stateless_normal(
-        [local_batch * replicas, self.hparams.z_size], _noise_seed(self.seed, step))
+  def _compute_gradients(self, indices, step, replica_id):
+    """Gradients of this replica's share of the loss, and its metrics [len(SCALARS) - 2]."""
+    hp = self.hparams
+    replicas = tf.distribute.get_replica_context().num_replicas_in_sync
+    local_batch = indices.shape[0]
+    x = data.to_float(tf.gather(self._images, indices), self._info, hp.binarize,
+                      _seed_pair(self.seed, step, replica_id, 1))
+    eps = tf.random.stateless_normal([local_batch * replicas, hp.z_size],
+                                     _seed_pair(self.seed, step))
     eps = tf.slice(eps, [replica_id * local_batch, 0], [local_batch, -1])
     variables = self.model.trainable_variables
     with tf.GradientTape() as tape:
       losses = self.model.compute_losses(x, step, eps)
       scaled_loss = losses.loss / replicas
+      if hp.mixed_precision == 'float16':
+        scaled_loss = self.optimizer.scale_loss(scaled_loss)
     grads = tape.gradient(scaled_loss, variables)
-    metrics = {
-        'loss': losses.loss,
-        'losses/r_loss': tf.reduce_mean(losses.r_loss),
-        'losses/kl_loss': tf.reduce_mean(losses.kl_cost),
-        'losses/kl_bits': tf.reduce_mean(losses.kl_div) / math.log(2.0),
-        'losses/kl_beta': losses.beta,
-        'elbo': tf.reduce_mean(losses.elbo),
-    }
-    return grads, {k: v / replicas for k, v in metrics.items()}
+    metrics = tf.stack([losses.loss, tf.reduce_mean(losses.r_loss),
+                        tf.reduce_mean(losses.kl_cost),
+                        tf.reduce_mean(losses.kl_div) / math.log(2.0), losses.beta,
+                        tf.reduce_mean(losses.elbo)])
+    return grads, metrics / tf.cast(replicas, tf.float32)
 
-  def _replica_step_fn(self, x):
+  def _replica_step_fn(self, indices):
+    """One update from this replica's index batch; returns the global metrics [SCALARS]."""
     ctx = tf.distribute.get_replica_context()
-    step = self.optimizer.iterations
-    grads, metrics = self._gradients(x, step, ctx.replica_id_in_sync_group)
-    if ctx.num_replicas_in_sync > 1:
+    replicas = ctx.num_replicas_in_sync
+    step = tf.convert_to_tensor(self.optimizer.iterations)
+    learning_rate = tf.cast(self.optimizer.learning_rate, tf.float32)
+    grads, metrics = self._gradients(indices, step, ctx.replica_id_in_sync_group)
+    if replicas > 1:
       grads, metrics = ctx.all_reduce(tf.distribute.ReduceOp.SUM, (grads, metrics))
+    loss_scale = 1.0
+    if self.hparams.mixed_precision == 'float16':
+      # Clip the true gradients; the loss-scale optimiser unscales, and skips the update
+      # (lowering its scale) when they are not finite.
+      loss_scale = tf.cast(self.optimizer.dynamic_scale, tf.float32)
+      grads = [g / loss_scale for g in grads]
     grads, global_norm = optimization.clip_gradients(grads, self.hparams.grad_clip)
-    metrics['learning_rate'] = self.optimizer.learning_rate
-    metrics['global_norm'] = global_norm
     # Keras sums gradients across replicas itself; ours are already summed.
-    grads = [g / ctx.num_replicas_in_sync for g in grads]
+    grads = [g * (loss_scale / replicas) for g in grads]
     self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
-    return metrics
+    return tf.concat([metrics, [learning_rate, global_norm]], axis=0)
 
   def _train_loop_fn(self, iterator, num_steps):
-    """Runs num_steps steps; returns the metrics averaged over them and whether all were
-    finite."""
-    sums = {name: tf.constant(0.0) for name in SCALARS}
-    finite = tf.constant(True)
+    """Runs num_steps steps; returns the metrics [SCALARS] averaged over them (non-finite if
+    any step's were)."""
+    sums = tf.zeros([len(SCALARS)])
     for _ in tf.range(num_steps):
       per_replica = self.strategy.run(self._replica_step, (next(iterator),))
-      metrics = self.strategy.experimental_local_results(per_replica)[0]
-      finite = tf.logical_and(finite, tf.math.is_finite(metrics['loss']))
-      sums = {name: sums[name] + tf.cast(metrics[name], tf.float32) for name in SCALARS}
-    steps = tf.cast(num_steps, tf.float32)
-    return {name: total / steps for name, total in sums.items()}, finite
+      sums += self.strategy.experimental_local_results(per_replica)[0]
+    return sums / tf.cast(num_steps, tf.float32)
 
   # The host loop.
 
   def _dataset(self):
-    hp = self.hparams
-
     def dataset_fn(input_context):
-      return data.make_dataset(
-          self.config.dataset, 'train', hp.batch_size, data_dir=self.data_dir,
-          shuffle=True, repeat=True, binarize=hp.binarize, seed=self.seed + self.step,
-          drop_remainder=True, input_context=input_context)
+      return data.index_dataset(
+          self.config.dataset, 'train', self.hparams.batch_size, data_dir=self.data_dir,
+          shuffle=True, repeat=True, seed=self.seed + self.step, drop_remainder=True,
+          input_context=input_context).prefetch(tf.data.AUTOTUNE)
 
     return self.strategy.distribute_datasets_from_function(dataset_fn)
 
+  def _any_worker(self, *flags):
+    """Each flag OR-ed over the workers, so that every worker saves or stops together."""
+    if not self._multi_worker:
+      return flags
+    values = self.strategy.run(lambda: tf.constant([float(f) for f in flags]))
+    total = self.strategy.reduce(tf.distribute.ReduceOp.SUM, values, axis=None).numpy()
+    return tuple(bool(v > 0) for v in total)
+
   def train(self, num_steps, log_every_n_steps=100, steps_per_loop=100,
-            checkpoint_every_secs=60.0):
+            checkpoint_every_secs=60.0, image_every_n_steps=0):
     """Trains until step `num_steps`, resuming from the latest checkpoint if there is one.
 
-    Logs progress every log_every_n_steps, checkpoints every checkpoint_every_secs, at
-    the end and when stopped by SIGINT/SIGTERM, and raises NonFiniteLossError (keeping
-    the last good checkpoint) if the loss stops being finite.
+    Logs progress every log_every_n_steps; checkpoints every checkpoint_every_secs, at
+    the end and when stopped by SIGINT/SIGTERM; validates every epoch when
+    hparams.early_stopping_patience > 0 (keeping the best checkpoint in run_dir/best and
+    stopping after that many epochs without a better validation ELBO); raises
+    NonFiniteLossError (keeping the last good checkpoint) if the loss stops being finite.
+    Returns the reason it stopped: 'done', 'signal' or 'early_stopping'.
     """
     restored = self.restore()
     if restored:
@@ -158,46 +211,61 @@ class Trainer:
     if self.step >= num_steps:
       logging.info('Already at step %d >= --num_steps=%d; nothing to train.',
                    self.step, num_steps)
-      return
-    writer = tf.summary.create_file_writer(self._train_dir)
-    if self.is_chief and not restored:
+      return 'done'
+    writer = (tf.summary.create_file_writer(self.run_dir.train_dir) if self.is_chief
+              else tf.summary.create_noop_writer())
+    if not restored:
       with writer.as_default(step=0):
         tf.summary.text('hparams', _hparams_markdown(self.config, self.hparams))
+    patience = self.hparams.early_stopping_patience
+    validator = self._make_validator() if patience else None
     iterator = iter(self._dataset())
-    stop = _StopSignal()
-    window = _Window()
-    last_save = time.time()
+    window, last_save, reason = _Window(), time.time(), 'done'
     logging.info('Training %s to step %d: batch %d, %s.', self.config.name, num_steps,
                  self.hparams.batch_size, strategies.describe(self.strategy))
-    with stop:
-      while self.step < num_steps and not stop.requested:
+    with _StopSignal() as stop:
+      while self.step < num_steps:
         step = self.step
-        next_log = (step // log_every_n_steps + 1) * log_every_n_steps
-        n = min(steps_per_loop, next_log - step, num_steps - step)
-        metrics, finite = self._train_loop(iterator, tf.constant(n))
-        if not bool(finite):
+        boundaries = [num_steps, (step // log_every_n_steps + 1) * log_every_n_steps]
+        if validator:
+          boundaries.append((step // self.steps_per_epoch + 1) * self.steps_per_epoch)
+        n = min(steps_per_loop, min(boundaries) - step)
+        metrics = self._train_loop(iterator, tf.constant(n)).numpy()
+        if not np.all(np.isfinite(metrics)):
           last = self.manager.latest_checkpoint
           raise NonFiniteLossError(
               f'the loss became non-finite between steps {step} and {step + n}; kept the '
               f'last good checkpoint ({last or "none yet"}). Try a lower learning_rate or '
               'grad_clip in --hparams.')
-        window.add(n, {k: float(v) for k, v in metrics.items()})
+        window.add(n, dict(zip(SCALARS, metrics.tolist())))
         step += n
         if step % log_every_n_steps == 0 or step == num_steps:
           self._report(writer, window, step, num_steps)
           window = _Window()
-        if step == num_steps or stop.requested or (
-            time.time() - last_save >= checkpoint_every_secs):
+        if image_every_n_steps and step % image_every_n_steps < n:
+          self._write_images(writer, step)
+        if validator and step % self.steps_per_epoch == 0:
+          if self._validate(validator, writer, step) >= patience:
+            logging.info('Early stopping: no better validation ELBO for %d epochs.', patience)
+            reason = 'early_stopping'
+        due = step == num_steps or time.time() - last_save >= checkpoint_every_secs
+        stopped, due = self._any_worker(stop.requested, due)
+        if stopped:
+          reason = 'signal'
+        if due or reason != 'done':
           self.manager.save(checkpoint_number=step)
           last_save = time.time()
-    if stop.requested:
+        if reason != 'done':
+          break
+    if reason == 'signal':
       logging.info('Stopped by signal at step %d; checkpoint saved. Run the same command '
                    'again to resume.', self.step)
     else:
       logging.info('Done: step %d, checkpoint %s.', self.step, self.manager.latest_checkpoint)
     writer.flush()
-    if not self.is_chief:
-      shutil.rmtree(self._train_dir, ignore_errors=True)
+    if self._scratch:
+      shutil.rmtree(self._scratch, ignore_errors=True)
+    return reason
 
   def _report(self, writer, window, step, num_steps):
     """Logs a progress line and writes the window's scalars to TensorBoard."""
@@ -208,11 +276,78 @@ class Trainer:
                  '%.0f examples/sec  %s left', step, num_steps, means['loss'],
                  means['elbo'], means['losses/kl_bits'], means['losses/kl_beta'],
                  examples_per_sec, _duration(remaining))
-    if self.is_chief:
-      with writer.as_default(step=step):
-        for name, value in means.items():
-          tf.summary.scalar(name, value)
-        tf.summary.scalar('examples_per_sec', examples_per_sec)
+    with writer.as_default(step=step):
+      for name, value in means.items():
+        tf.summary.scalar(name, value)
+      tf.summary.scalar('examples_per_sec', examples_per_sec)
+
+  def _write_images(self, writer, step):
+    """Reconstructions of fixed validation images and prior samples, as image summaries."""
+    from tfvae import images  # pylint: disable=import-outside-toplevel
+    if not hasattr(self, '_image_batch'):
+      valid = data.load_split(self.config.dataset, 'valid', self.data_dir)
+      rows = np.random.RandomState(self.seed).permutation(len(valid.images))[:16]
+      self._image_batch = data.to_float(valid.images[rows], self._info, self.hparams.binarize,
+                                        _seed_pair(self.seed, 0))
+    with writer.as_default(step=step):
+      for name, grid in images.summary_images(self.model, self._image_batch,
+                                              seed=self.seed).items():
+        tf.summary.image(name, grid)
+
+  def _make_validator(self):
+    valid = data.load_split(self.config.dataset, 'valid', self.data_dir)
+    return ElboEvaluator(self.model, self.hparams, valid.images, valid.info, seed=self.seed)
+
+  def _validate(self, validator, writer, step):
+    """Validation ELBO at an epoch's end; saves the best checkpoint; returns the number of
+    epochs since the last improvement."""
+    result = validator()
+    improved = result['elbo'] > float(self._best_elbo.numpy())
+    if improved:
+      self._best_elbo.assign(result['elbo'])
+      self._bad_epochs.assign(0)
+      self.best_manager.save(checkpoint_number=step)
+    else:
+      self._bad_epochs.assign_add(1)
+    logging.info('epoch %d: valid elbo %.3f (best %.3f%s)', step // self.steps_per_epoch,
+                 result['elbo'], float(self._best_elbo.numpy()),
+                 ', saved to run_dir/best' if improved else
+                 f', {int(self._bad_epochs.numpy())} epochs without improvement')
+    with writer.as_default(step=step):
+      tf.summary.scalar('valid/elbo', result['elbo'])
+      tf.summary.scalar('valid/best_elbo', float(self._best_elbo.numpy()))
+    return int(self._bad_epochs.numpy())
+
+
+class ElboEvaluator:
+  """Mean ELBO, reconstruction term and KL (nats) of a model over a fixed uint8 image array.
+
+  Deterministic: the noise of z = mu + sigma * eps (and any dynamic binarisation) comes
+  from stateless seeds (seed, batch index).
+  """
+
+  def __init__(self, model, hparams, images, info, seed=0, batch_size=EVAL_BATCH_SIZE):
+    self._model, self._hparams, self._info, self._seed = model, hparams, info, seed
+    self._images, self._batch_size = images, batch_size
+    self._sums = tf.function(self._batch_sums, jit_compile=hparams.jit_compile)
+
+  def _batch_sums(self, images, index):
+    x = data.to_float(images, self._info, self._hparams.binarize,
+                      _seed_pair(self._seed, index, 1))
+    eps = tf.random.stateless_normal([tf.shape(x)[0], self._hparams.z_size],
+                                     _seed_pair(self._seed, index))
+    losses = self._model.compute_losses(x, 0, eps)
+    return tf.stack([tf.reduce_sum(losses.elbo), tf.reduce_sum(losses.r_loss),
+                     tf.reduce_sum(losses.kl_div)])
+
+  def __call__(self):
+    totals = np.zeros(3)
+    for index, start in enumerate(range(0, len(self._images), self._batch_size)):
+      batch = self._images[start:start + self._batch_size]
+      totals += self._sums(tf.constant(batch), tf.constant(index, tf.int64)).numpy()
+    elbo, r_loss, kl = totals / len(self._images)
+    return {'elbo': elbo, 'reconstruction': -r_loss, 'kl': kl,
+            'num_examples': len(self._images)}
 
 
 class _Window:
@@ -271,37 +406,26 @@ def _hparams_markdown(config, hparams):
 
 
 def evaluate(run_dir, split='test', data_dir=None, num_batches=0, seed=0, checkpoint=None):
-  """The mean ELBO and its terms over `split` (all of it when num_batches is 0) for the
-  latest (or given) checkpoint; writes them to run_dir/eval and returns a dict."""
+  """The mean ELBO and its terms over `split` for the latest (or given) checkpoint: all of
+  it, or with num_batches > 0 a seeded random subset of num_batches * batch_size examples.
+  Writes them to run_dir/eval and returns a dict."""
   run_dir = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
   config, hparams, model, step = run_dir.restore_model(checkpoint)
-  dataset = data.make_dataset(config.dataset, split, hparams.batch_size, data_dir=data_dir,
-                              shuffle=False, repeat=False, binarize=hparams.binarize,
-                              seed=seed, drop_remainder=False)
+  images = data.load_split(config.dataset, split, data_dir)
+  subset = images.images
   if num_batches:
-    dataset = dataset.take(num_batches)
-
-  @tf.function(jit_compile=hparams.jit_compile)
-  def batch_sums(x, index):
-    eps = tf.random.stateless_normal([tf.shape(x)[0], hparams.z_size],
-                                     tf.stack([tf.constant(seed, tf.int64), index]))
-    losses = model.compute_losses(x, step, eps)
-    return (tf.reduce_sum(losses.elbo), tf.reduce_sum(losses.r_loss),
-            tf.reduce_sum(losses.kl_div))
-
-  totals, count, start = np.zeros(3), 0, time.time()
-  for index, x in enumerate(dataset):
-    totals += np.array([float(t) for t in batch_sums(x, tf.constant(index, tf.int64))])
-    count += int(x.shape[0])
-  elbo, r_loss, kl = totals / count
-  results = {'elbo': elbo, 'reconstruction': -r_loss, 'kl': kl, 'num_examples': count,
-             'step': step, 'split': split, 'seconds': time.time() - start}
+    rows = np.random.RandomState(seed).permutation(len(subset))
+    subset = subset[np.sort(rows[:num_batches * hparams.batch_size])]
+  start = time.time()
+  results = ElboEvaluator(model, hparams, subset, images.info, seed=seed)()
+  results.update(step=step, split=split, seconds=time.time() - start)
   logging.info('eval %s at step %d over %d examples: elbo %.3f  reconstruction %.3f  '
-               'kl %.3f nats', split, step, count, elbo, -r_loss, kl)
+               'kl %.3f nats', split, step, results['num_examples'], results['elbo'],
+               results['reconstruction'], results['kl'])
   writer = tf.summary.create_file_writer(run_dir.eval_dir)
   with writer.as_default(step=step):
-    tf.summary.scalar('elbo', elbo)
-    tf.summary.scalar('losses/r_loss', r_loss)
-    tf.summary.scalar('losses/kl_bits', kl / math.log(2.0))
+    tf.summary.scalar('elbo', results['elbo'])
+    tf.summary.scalar('losses/r_loss', -results['reconstruction'])
+    tf.summary.scalar('losses/kl_bits', results['kl'] / math.log(2.0))
   writer.flush()
   return results

@@ -1,0 +1,52 @@
+"""One training step on 1 device and on 2 logical CPU replicas, from the same weights.
+
+Prints a JSON line: the largest weight difference and the two losses.
+Usage: python one_step_equivalence.py DATA_DIR WORK_DIR
+"""
+
+import json
+import os
+import sys
+
+from tfvae import strategies
+
+strategies.split_cpu(2)
+
+import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
+import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
+from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from tfvae import configs  # pylint: disable=g-import-not-at-top,wrong-import-position
+from tfvae import training  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+def _loss(folder):
+  acc = event_accumulator.EventAccumulator(folder, size_guidance={'tensors': 0})
+  acc.Reload()
+  return float(tf.make_ndarray(acc.Tensors('loss')[0].tensor_proto))
+
+
+def main(data_dir, work_dir):
+  config = configs.get_config('binarized_mnist_fc')
+  hparams = config.hparams.parse('hidden_sizes=[32],z_size=4,batch_size=20')
+  trainers = {}
+  for name in ('default', 'mirrored'):
+    strategy = strategies.make_strategy(name)
+    trainers[name] = training.Trainer(config, hparams, os.path.join(work_dir, name),
+                                      strategy=strategy, seed=3, data_dir=data_dir)
+  initial = trainers['default'].model.get_weights()
+  trainers['mirrored'].model.set_weights(initial)
+  for trainer in trainers.values():
+    trainer.train(1, log_every_n_steps=1, steps_per_loop=1, image_every_n_steps=0)
+  one, two = (trainers[n].model.get_weights() for n in ('default', 'mirrored'))
+  print(json.dumps({
+      'replicas': trainers['mirrored'].strategy.num_replicas_in_sync,
+      'max_weight_diff': max(float(np.max(np.abs(a - b))) for a, b in zip(one, two)),
+      'max_weight_change': max(float(np.max(np.abs(a - b))) for a, b in zip(one, initial)),
+      'loss_1': _loss(os.path.join(work_dir, 'default', 'train')),
+      'loss_2': _loss(os.path.join(work_dir, 'mirrored', 'train')),
+  }))
+
+
+if __name__ == '__main__':
+  main(*sys.argv[1:])

@@ -1,0 +1,110 @@
+"""tf.distribute: 1-vs-2-replica equivalence, a real two-worker run, strategy errors."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tfvae import strategies
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TRAIN = os.path.join(ROOT, 'bin', 'train.py')
+SMALL = 'hidden_sizes=[16],z_size=2,batch_size=20'
+
+
+@pytest.fixture(scope='module')
+def data_dir(tmp_path_factory):
+  path = tmp_path_factory.mktemp('data')
+  rng = np.random.RandomState(0)
+  np.savez(path / 'binarized_mnist.npz',
+           **{s: (rng.rand(n, 784) < 0.2).astype(np.uint8)
+              for s, n in [('train', 200), ('valid', 40), ('test', 40)]})
+  return str(path)
+
+
+def test_one_step_on_two_replicas_equals_one_device(tmp_path, data_dir):
+  script = os.path.join(ROOT, 'tests', 'scripts', 'one_step_equivalence.py')
+  result = subprocess.run([sys.executable, script, data_dir, str(tmp_path)],
+                          capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  report = json.loads(result.stdout.strip().splitlines()[-1])
+  assert report['replicas'] == 2
+  assert report['loss_1'] == pytest.approx(report['loss_2'], rel=1e-5)
+  assert report['max_weight_change'] > 1e-4  # the step did move the weights
+  assert report['max_weight_diff'] < 1e-6
+  print('equivalence:', report)
+
+
+def _free_port():
+  with socket.socket() as s:
+    s.bind(('localhost', 0))
+    return s.getsockname()[1]
+
+
+def test_two_workers_on_localhost(tmp_path, data_dir):
+  run_dir = tmp_path / 'run'
+  ports = [_free_port(), _free_port()]
+  cluster = {'worker': [f'localhost:{p}' for p in ports]}
+  procs, scratch = [], []
+  for index in range(2):
+    tmp = tmp_path / f'tmp{index}'
+    tmp.mkdir()
+    scratch.append(tmp)
+    env = dict(os.environ, TMPDIR=str(tmp),
+               TF_CONFIG=json.dumps({'cluster': cluster, 'task': {'type': 'worker',
+                                                                 'index': index}}))
+    procs.append(subprocess.Popen(
+        [sys.executable, TRAIN, '--strategy=multi_worker_mirrored',
+         '--config=binarized_mnist_fc', f'--hparams={SMALL}', f'--run_dir={run_dir}',
+         f'--data_dir={data_dir}', '--num_steps=10', '--log_every_n_steps=5',
+         '--steps_per_loop=5'],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+  try:
+    outputs = [p.communicate(timeout=240)[0] for p in procs]
+  finally:
+    for p in procs:
+      p.kill()
+  for p, out in zip(procs, outputs):
+    assert p.returncode == 0, out[-3000:]
+  assert 'MultiWorkerMirroredStrategy with 2 replicas' in outputs[0]
+  train_dir = run_dir / 'train'
+  assert (train_dir / 'ckpt-10.index').exists()
+  assert any(f.startswith('events.out.tfevents') for f in os.listdir(train_dir))
+  # The non-chief worker wrote into a temporary folder and removed it.
+  assert not any(f.startswith('tfvae_worker_') for f in os.listdir(scratch[1]))
+  from tfvae.run_dir import RunDir
+  config, _, _, step = RunDir(str(run_dir)).restore_model()
+  assert config.name == 'binarized_mnist_fc' and step == 10
+
+
+def _train(*args):
+  result = subprocess.run([sys.executable, TRAIN, *args], capture_output=True, text=True,
+                          timeout=240)
+  return result.returncode, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--strategy=bogus'], "flag --strategy=bogus: value should be one of"),
+    (['--strategy=tpu', '--tpu=grpc://127.0.0.1:1'], 'error: no reachable TPU'),
+    (['--strategy=mirrored', '--num_cpu_devices=3'],
+     'error: batch_size 20 does not divide over 3 replicas'),
+    (['--strategy=multi_worker_mirrored'], 'error: --strategy=multi_worker_mirrored needs'),
+])
+def test_strategy_errors_are_one_line(tmp_path, data_dir, args, message):
+  env_args = [f'--run_dir={tmp_path / "run"}', '--config=binarized_mnist_fc',
+              f'--hparams={SMALL}', f'--data_dir={data_dir}', '--num_steps=2']
+  rc, out = _train(*env_args, *args)
+  assert rc != 0, out
+  assert message in out, out[-2000:]
+  assert 'Traceback' not in out
+
+
+def test_describe():
+  import tensorflow as tf
+  assert strategies.describe(tf.distribute.get_strategy()) == 'default strategy with 1 replica'
+  with pytest.raises(strategies.StrategyError, match="unknown strategy 'x'; valid: default"):
+    strategies.make_strategy('x')

@@ -1,0 +1,295 @@
+"""Evaluation: the importance-weighted estimator against a closed form, chunking, noise,
+active units, the IWAE and SGVB objectives, and bin/evaluate.py end to end."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_probability as tfp
+from tensorboard.backend.event_processing import event_accumulator
+
+from tfvae import configs
+from tfvae import decoders
+from tfvae import encoders
+from tfvae import evaluation
+from tfvae.model import VAE
+from tfvae.model import default_hparams
+
+tfd = tfp.distributions
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+D, Z = 6, 2  # the linear-Gaussian model's data and latent sizes
+
+
+class LinearEncoder(keras.layers.Layer):
+  """q(z|x) = N(A x + c, diag(scale^2)): a deliberately imperfect diagonal posterior."""
+
+  def __init__(self, a, c, scale, **kwargs):
+    super().__init__(**kwargs)
+    self.image_shape = (D, 1, 1)
+    self._a, self._c, self._scale = (tf.constant(v, tf.float32) for v in (a, c, scale))
+
+  def call(self, x):
+    loc = tf.reshape(x, [-1, D]) @ self._a + self._c
+    return tfd.MultivariateNormalDiag(loc=loc, scale_diag=tf.ones_like(loc) * self._scale)
+
+
+class LinearDecoder(keras.layers.Layer):
+  """p(x|z) = N(W z + b, s^2 I) over images [D, 1, 1]."""
+
+  def __init__(self, w, b, s, **kwargs):
+    super().__init__(**kwargs)
+    self._w, self._b, self._s = (tf.constant(v, tf.float32) for v in (w, b, s))
+
+  def call(self, z):
+    loc = tf.reshape(z @ tf.transpose(self._w) + self._b, [-1, D, 1, 1])
+    return tfd.Independent(tfd.Normal(loc, self._s), reinterpreted_batch_ndims=3)
+
+
+def _linear_gaussian(num_examples=200, **hp):
+  """(model, x [N, D, 1, 1], exact log p(x) [N]) for p(z) = N(0, I), p(x|z) = N(Wz + b, s^2 I),
+  so p(x) = N(b, W W^T + s^2 I), with q(z|x) a diagonal Gaussian near the true posterior."""
+  rng = np.random.RandomState(0)
+  w, b, s = rng.randn(D, Z), rng.randn(D), 0.7
+  cov = w @ w.T + s**2 * np.eye(D)
+  x = rng.multivariate_normal(b, cov, size=num_examples)
+  log_px = tfd.MultivariateNormalTriL(b, np.linalg.cholesky(cov)).log_prob(x).numpy()
+  # The true posterior: N(S W^T (x - b) / s^2, S), S = (I + W^T W / s^2)^-1. q keeps a
+  # perturbed mean map and an inflated diagonal, so the bound is loose and K matters.
+  post_cov = np.linalg.inv(np.eye(Z) + w.T @ w / s**2)
+  a = (post_cov @ w.T / s**2).T
+  a = a * (1 + 0.5 * rng.randn(*a.shape))
+  scale = 3.0 * np.sqrt(np.diag(post_cov))
+  hparams = default_hparams().override(**dict(dict(z_size=Z, likelihood='gaussian'), **hp))
+  model = VAE(LinearEncoder(a, -b @ a, scale), LinearDecoder(w, b, s), hparams)
+  return model, x.reshape(-1, D, 1, 1).astype(np.float32), log_px
+
+
+def _exact_elbo(model, x):
+  """The linear-Gaussian model's ELBO [N] in closed form:
+  E_q log N(x; Wz + b, s^2 I) - KL(q || p)."""
+  q = model.encode(x)
+  mu, var = q.mean().numpy(), q.variance().numpy()
+  w, b, s = (v.numpy() for v in (model.decoder._w, model.decoder._b, model.decoder._s))
+  residual = np.sum((x.reshape(-1, D) - mu @ w.T - b)**2, -1)
+  expected_log_lik = (-0.5 * D * np.log(2 * np.pi * s**2)
+                      - (residual + var @ np.sum(w**2, 0)) / (2 * s**2))
+  return expected_log_lik - tfd.kl_divergence(q, model.prior).numpy()
+
+
+def _mlp(**hp):
+  hparams = default_hparams().override(**dict(dict(hidden_sizes=[32], z_size=4), **hp))
+  model = VAE(encoders.MLPEncoder(hparams, (28, 28, 1)), decoders.MLPDecoder(hparams, (28, 28, 1)),
+              hparams)
+  model.build_variables()
+  return model
+
+
+def _binary_images(n=8, seed=0):
+  return tf.cast(tf.random.stateless_uniform((n, 28, 28, 1), [seed, 1]) < 0.3, tf.float32)
+
+
+def test_iw_estimate_approaches_closed_form_log_likelihood():
+  model, x, log_px = _linear_gaussian()
+  gaps = {k: np.mean(log_px - evaluation.log_likelihood(model, x, k, seed=3).numpy())
+          for k in (1, 10, 100, 2000)}
+  # A lower bound in expectation, tightening with K, and close to exact at K = 2000.
+  assert gaps[1] > gaps[10] > gaps[100] > gaps[2000] > -0.005, gaps
+  assert gaps[1] > 5 and gaps[10] > 0.1 and abs(gaps[2000]) < 0.005, gaps
+  results = evaluation.evaluate_split(model, x, 2000, seed=3)
+  assert results['log_likelihood'] == pytest.approx(np.mean(log_px) - gaps[2000], abs=1e-3)
+  assert results['elbo'] == pytest.approx(np.mean(_exact_elbo(model, x)), abs=0.02)
+  assert results['elbo'] < np.mean(log_px) - 5
+
+
+def test_chunking_batching_and_subsets_do_not_change_the_estimate():
+  model = _mlp()
+  x = _binary_images(12).numpy()
+  whole = evaluation.log_likelihood(model, x, 60, seed=5, chunk_size=60).numpy()
+  for chunk_size in (1, 7, 25):
+    chunked = evaluation.log_likelihood(model, x, 60, seed=5, chunk_size=chunk_size).numpy()
+    np.testing.assert_allclose(chunked, whole, rtol=0, atol=2e-4)
+  # Each example's estimate depends only on (seed, its index, K).
+  ids = [3, 7, 10]
+  subset = evaluation.log_likelihood(model, x[ids], 60, seed=5, example_ids=ids).numpy()
+  np.testing.assert_allclose(subset, whole[ids], rtol=0, atol=2e-4)
+  a = evaluation.evaluate_split(model, x, 60, seed=5, batch_size=5, chunk_size=13)
+  b = evaluation.evaluate_split(model, x, 60, seed=5, batch_size=12, max_memory_mb=1)
+  for key in ('log_likelihood', 'elbo', 'reconstruction', 'kl'):
+    assert a[key] == pytest.approx(b[key], abs=2e-4)
+  assert a['log_likelihood'] == pytest.approx(whole.mean(), abs=2e-4)
+  other_seed = evaluation.log_likelihood(model, x, 60, seed=6).numpy()
+  assert np.all(other_seed != whole)
+
+
+def test_evaluate_split_results():
+  model = _mlp()
+  x = _binary_images(30).numpy()
+  r = evaluation.evaluate_split(model, x, 10, seed=0, batch_size=8)
+  assert r['num_examples'] == 30 and r['num_importance_samples'] == 10
+  assert r['elbo'] == pytest.approx(r['reconstruction'] - r['kl'])
+  assert r['bits_per_dim'] == pytest.approx(-r['log_likelihood'] / (784 * math.log(2)))
+  assert 0 <= r['active_units'] <= 4 and r['seconds'] > 0
+  dataset = tf.data.Dataset.from_tensor_slices(x).batch(8)
+  from_dataset = evaluation.evaluate_split(model, dataset, 10, seed=0)
+  assert from_dataset['log_likelihood'] == pytest.approx(r['log_likelihood'], abs=2e-4)
+
+
+def test_counter_noise_is_philox_and_standard_normal():
+  # Random123's known-answer vectors for Philox4x32-10.
+  cases = [((0, 0, 0, 0), (0, 0), (0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8)),
+           ((0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344), (0xa4093822, 0x299f31d0),
+            (0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1))]
+  for counter, key, expected in cases:
+    out = evaluation.philox4x32([tf.constant(c, tf.uint32) for c in counter],
+                                [tf.constant(k, tf.uint32) for k in key])
+    assert [int(v) for v in out] == list(expected)
+  eps = tf.function(evaluation.counter_normal, jit_compile=True)(
+      evaluation.seed_key(0), tf.range(200), tf.range(100), 7).numpy()
+  assert eps.shape == (100, 200, 7)
+  assert abs(eps.mean()) < 0.01 and abs(eps.std() - 1) < 0.01
+  assert abs(np.corrcoef(eps[:, :, 0].ravel(), eps[:, :, 1].ravel())[0, 1]) < 0.02
+  assert abs(np.corrcoef(eps[:-1].ravel(), eps[1:].ravel())[0, 1]) < 0.02
+
+
+def test_active_units():
+  rng = np.random.RandomState(0)
+  variances = np.array([0.0, 0.005, 0.009, 0.02, 1.0, 4.0])
+  means = rng.randn(20000, 6) * np.sqrt(variances) + 3.0
+  assert evaluation.active_units(means) == 3
+  assert evaluation.active_units(means, threshold=0.001) == 5
+  assert evaluation.active_units(np.zeros((10, 4))) == 0
+  with pytest.raises(ValueError, match='posterior means'):
+    evaluation.active_units(np.zeros(5))
+
+
+def test_log_weights_match_the_distributions():
+  model, x, _ = _linear_gaussian(8)
+  log_weights = model.log_weights(x, 5, seed=1)
+  assert log_weights.shape == (5, 8)
+  q = model.encode(x)
+  eps = tf.random.stateless_normal([5, 8, Z], [1, 0])
+  z = q.mean() + q.stddev() * eps
+  expected = (tf.reshape(model.decode(tf.reshape(z, [-1, Z])).log_prob(np.tile(x, [5, 1, 1, 1])),
+                         [5, 8]) + model.prior.log_prob(z) - q.log_prob(z))
+  np.testing.assert_allclose(log_weights, expected, rtol=1e-5, atol=1e-4)
+
+
+def test_iwae_with_one_sample_is_the_elbo_estimator():
+  model, x, _ = _linear_gaussian(16, objective='iwae', num_samples=1)
+  elbo_model, _, _ = _linear_gaussian(16)
+  eps = tf.random.stateless_normal([1, 16, Z], [2, 0])
+  losses = model.compute_losses(x, 10, eps)
+  # The same eps: -loss is the one-sample estimate log p(x|z) + log p(z) - log q(z|x).
+  q = model.encode(x)
+  z = q.mean() + q.stddev() * eps[0]
+  one_sample = model.decode(z).log_prob(x) + model.prior.log_prob(z) - q.log_prob(z)
+  assert -losses.loss.numpy() == pytest.approx(np.mean(one_sample), rel=1e-5)
+  # elbo, r_loss and kl are those of objective=elbo with the same eps.
+  elbo_losses = elbo_model.compute_losses(x, 10, eps)
+  for field in ('elbo', 'r_loss', 'kl_div'):
+    np.testing.assert_allclose(getattr(losses, field), getattr(elbo_losses, field), rtol=1e-6)
+  assert losses.beta.numpy() == 1.0
+  # Its expectation over eps is the analytic ELBO.
+  xs = np.repeat(x[:1], 20000, axis=0)
+  eps = tf.random.stateless_normal([1, 20000, Z], [3, 0])
+  mc = -float(model.compute_losses(xs, 10, eps).loss)
+  stderr = np.std(model.sample_terms(xs, model.encode(xs), eps).log_weights) / np.sqrt(20000)
+  assert stderr < 0.1
+  assert mc == pytest.approx(_exact_elbo(model, x[:1])[0], abs=4 * stderr)
+
+
+def test_iwae_bound_is_logmeanexp_of_log_weights_and_above_elbo():
+  model, x, log_px = _linear_gaussian(32, objective='iwae', num_samples=50)
+  eps = tf.random.stateless_normal([50, 32, Z], [4, 0])
+  losses = model.compute_losses(x, 1, eps)
+  terms = model.sample_terms(x, model.encode(x), eps)
+  iwae = tf.reduce_logsumexp(terms.log_weights, 0) - math.log(50)
+  assert losses.loss.numpy() == pytest.approx(-np.mean(iwae), rel=1e-5)
+  assert np.mean(losses.elbo) < np.mean(iwae) < np.mean(log_px) + 0.05
+
+
+# bin/evaluate.py end to end.
+
+@pytest.fixture(scope='module')
+def data_dir(tmp_path_factory):
+  """A tiny statically binarised MNIST in the layout of binarized_mnist.npz."""
+  path = tmp_path_factory.mktemp('data')
+  rng = np.random.RandomState(0)
+  splits = {s: (rng.rand(n, 784) < 0.2).astype(np.uint8)
+            for s, n in [('train', 200), ('valid', 60), ('test', 60)]}
+  np.savez(path / 'binarized_mnist.npz', **splits)
+  return str(path)
+
+
+def _run(script, *args, timeout=240):
+  result = subprocess.run([sys.executable, os.path.join(ROOT, 'bin', script), *args],
+                          capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+  return result.returncode, result.stdout, result.stderr
+
+
+def test_load_images_takes_a_seeded_random_subset(data_dir):
+  config = configs.get_config('binarized_mnist_fc')
+  full, ids = evaluation.load_images(config, config.hparams, 'test', data_dir)
+  assert full.shape == (60, 28, 28, 1) and list(ids) == list(range(60))
+  subset, sub_ids = evaluation.load_images(config, config.hparams, 'test', data_dir,
+                                           num_examples=20, seed=1)
+  assert len(sub_ids) == 20 and list(sub_ids) != list(range(20))
+  assert np.all(np.diff(sub_ids) > 0) and np.array_equal(subset, full[sub_ids])
+  again = evaluation.load_images(config, config.hparams, 'test', data_dir, 20, seed=1)[1]
+  assert np.array_equal(again, sub_ids)
+
+
+def test_evaluate_cli_end_to_end(tmp_path, data_dir):
+  run_dir = str(tmp_path / 'run')
+  rc, out, err = _run('train.py', '--config=binarized_mnist_fc', f'--run_dir={run_dir}',
+                      f'--data_dir={data_dir}', '--hparams=hidden_sizes=[16],z_size=3,'
+                      'batch_size=20', '--num_steps=10', '--steps_per_loop=10')
+  assert rc == 0, out + err
+  args = [f'--run_dir={run_dir}', f'--data_dir={data_dir}', '--num_importance_samples=30',
+          '--num_examples=25', '--seed=2']
+  rc, out, err = _run('evaluate.py', *args)
+  assert rc == 0, out + err
+  results = json.loads(out.strip().splitlines()[-1])
+  for key in ('elbo', 'reconstruction', 'kl', 'log_likelihood', 'bits_per_dim',
+              'active_units', 'num_importance_samples', 'num_examples', 'seconds'):
+    assert key in results, key
+  assert results['num_examples'] == 25 and results['num_importance_samples'] == 30
+  assert results['step'] == 10 and results['split'] == 'test'
+  assert results['elbo'] <= results['log_likelihood'] < 0
+  assert 'log-likelihood (IW, K=30)' in out and 'active units' in out
+  acc = event_accumulator.EventAccumulator(os.path.join(run_dir, 'eval'),
+                                           size_guidance={'tensors': 0})
+  acc.Reload()
+  for tag in ('log_likelihood', 'bits_per_dim', 'active_units', 'elbo'):
+    assert [e.step for e in acc.Tensors(tag)] == [10], tag
+  # Deterministic for a seed.
+  rc, again, _ = _run('evaluate.py', *args)
+  assert rc == 0
+  assert json.loads(again.strip().splitlines()[-1])['log_likelihood'] == results['log_likelihood']
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--run_dir=/nonexistent/run'], 'is not a tfvae run directory'),
+])
+def test_evaluate_cli_user_errors_are_one_line(args, message):
+  rc, out, err = _run('evaluate.py', *args)
+  assert rc == 1, out + err
+  assert message in err and 'Traceback' not in err
+  assert err.strip().splitlines()[-1].startswith('error: ')
+
+
+def test_train_cli_rejects_iwae_with_free_bits(tmp_path, data_dir):
+  rc, out, err = _run('train.py', '--config=binarized_mnist_fc', f'--run_dir={tmp_path}',
+                      f'--data_dir={data_dir}', '--hparams=objective=iwae,free_bits=1',
+                      '--num_steps=1')
+  assert rc == 1
+  assert err.strip().splitlines()[-1].startswith(
+      'error: objective=iwae trains the importance-weighted bound itself')
+  assert 'Traceback' not in err

@@ -1,0 +1,135 @@
+"""A trained VAE for inference on NumPy arrays, in the manner of MusicVAE's TrainedModel.
+
+    model = TrainedModel(run_dir='/tmp/vae')                  # a checkpoint (latest or named)
+    model = TrainedModel(saved_model_dir='/tmp/vae_export')   # a SavedModel from bin/export.py
+    mean, stddev, z = model.encode(x)                         # x float32 [B, H, W, C] in [0, 1]
+    images = model.sample(16, temperature=0.5, seed=1)
+
+Both sources run the same functions (tfvae.export.VAEModule), so they agree exactly.
+"""
+
+import json
+
+import numpy as np
+import tensorflow as tf
+
+from tfvae import export
+
+INTERPOLATION_METHODS = ('linear', 'slerp')
+
+
+def slerp(p0, p1, t):
+  """Spherical interpolation [T, D] from p0 [D] to p1 [D] at fractions t [T]."""
+  cos_omega = np.dot(p0, p1) / max(np.linalg.norm(p0) * np.linalg.norm(p1), 1e-12)
+  omega = np.arccos(np.clip(cos_omega, -1.0, 1.0))
+  if np.sin(omega) < 1e-6:  # (anti)parallel: the great circle is undefined, go straight
+    return (1.0 - t)[:, None] * p0 + t[:, None] * p1
+  return (np.sin((1.0 - t) * omega)[:, None] * p0
+          + np.sin(t * omega)[:, None] * p1) / np.sin(omega)
+
+
+class TrainedModel:
+  """Encode, decode, sample, reconstruct and interpolate with a trained VAE.
+
+  Give run_dir (with an optional checkpoint path; default the latest) or saved_model_dir.
+  Attributes: config_name, dataset, hparams (dict), step, image_shape (H, W, C), z_size,
+  and model (the tfvae.model.VAE, or None for a SavedModel).
+  """
+
+  def __init__(self, run_dir=None, checkpoint=None, saved_model_dir=None):
+    if (run_dir is None) == (saved_model_dir is None):
+      raise ValueError('TrainedModel needs exactly one of run_dir= (a training run) or '
+                       'saved_model_dir= (an export from bin/export.py)')
+    if saved_model_dir is not None:
+      if checkpoint:
+        raise ValueError('checkpoint= applies to run_dir=, not to saved_model_dir=')
+      metadata = export.read_metadata(saved_model_dir)
+      self._functions = tf.saved_model.load(saved_model_dir).signatures
+      self.model = None
+    else:
+      module = export.restore_module(run_dir, checkpoint)
+      metadata = json.loads(module.metadata_json)
+      self._functions = module.signatures()
+      self.model = module.model
+    self.config_name = metadata['config']
+    self.dataset = metadata['dataset']
+    self.hparams = metadata['hparams']
+    self.step = metadata['step']
+    self.image_shape = tuple(metadata['image_shape'])
+    self.z_size = metadata['z_size']
+
+  @classmethod
+  def from_run_dir(cls, run_dir, checkpoint=None):
+    """The latest (or given) checkpoint of a training run."""
+    return cls(run_dir=run_dir, checkpoint=checkpoint)
+
+  @classmethod
+  def from_saved_model(cls, saved_model_dir):
+    """A SavedModel written by tfvae.export.export_saved_model."""
+    return cls(saved_model_dir=saved_model_dir)
+
+  def _call(self, name, **inputs):
+    """Runs function `name` on tensors; returns {output name: numpy array}."""
+    return {k: v.numpy() for k, v in self._functions[name](**inputs).items()}
+
+  def _images(self, x):
+    """x as a float32 tensor, or a one-line error unless its shape is [B, H, W, C]."""
+    x = np.asarray(x, np.float32)
+    if x.shape[1:] != self.image_shape or x.ndim != 4:
+      raise ValueError(f'images have shape {x.shape}; {self.config_name} expects '
+                       f'[batch, {", ".join(map(str, self.image_shape))}]')
+    return tf.constant(x)
+
+  def _latents(self, z):
+    """z as a float32 tensor, or a one-line error unless its shape is [B, z_size]."""
+    z = np.asarray(z, np.float32)
+    if z.ndim != 2 or z.shape[1] != self.z_size:
+      raise ValueError(f'latents have shape {z.shape}; {self.config_name} expects '
+                       f'[batch, {self.z_size}]')
+    return tf.constant(z)
+
+  def encode(self, x, seed=0):
+    """(mean, stddev, z) [B, z_size] of q(z|x), z = mean + stddev * eps(seed)."""
+    out = self._call('encode', x=self._images(x), seed=tf.constant(seed, tf.int64))
+    return out['mean'], out['stddev'], out['z']
+
+  def decode(self, z):
+    """The likelihood's mean [B, H, W, C] at latents z [B, z_size]."""
+    return self._call('decode', z=self._latents(z))['x']
+
+  def sample(self, n, temperature=1.0, seed=None):
+    """n images [n, H, W, C] decoded from z ~ N(0, temperature^2 I); seed None: random."""
+    if seed is None:
+      seed = np.random.default_rng().integers(2**62)
+    z = temperature * export.noise([n, self.z_size], seed).numpy()
+    return self.decode(z)
+
+  def reconstruct(self, x, seed=0):
+    """decode(z) [B, H, W, C] at a posterior sample z of each image in x."""
+    return self._call('reconstruct', x=self._images(x), seed=tf.constant(seed, tf.int64))['x']
+
+  def interpolate(self, x1, x2, num_steps=10, method='linear'):
+    """Images [num_steps, H, W, C] decoded along a path from the posterior mean of image x1
+    [H, W, C] to that of x2 (both ends included): 'linear' or 'slerp'."""
+    if method not in INTERPOLATION_METHODS:
+      raise ValueError(f'unknown interpolation method {method!r}; valid: '
+                       f'{", ".join(INTERPOLATION_METHODS)}')
+    if num_steps < 2:
+      raise ValueError(f'num_steps is {num_steps}; an interpolation needs at least 2')
+    pair = np.stack([np.asarray(x1, np.float32), np.asarray(x2, np.float32)])
+    mean, _, _ = self.encode(pair)
+    t = np.linspace(0.0, 1.0, num_steps, dtype=np.float32)
+    if method == 'linear':
+      z = (1.0 - t)[:, None] * mean[0] + t[:, None] * mean[1]
+    else:
+      z = slerp(mean[0], mean[1], t)
+    return self.decode(z)
+
+  def log_likelihood(self, x, num_samples):
+    """Importance-weighted estimate of log p(x) [B] in nats, from num_samples samples of q."""
+    if self.model is None:
+      raise ValueError('log_likelihood needs the checkpoint: a SavedModel has no '
+                       'log_likelihood signature; load TrainedModel(run_dir=...) instead')
+    from tfvae import evaluation  # pylint: disable=import-outside-toplevel
+    ll = evaluation.log_likelihood(self.model, self._images(x), num_samples, seed=0)
+    return np.asarray(ll)
