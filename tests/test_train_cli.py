@@ -103,3 +103,31 @@ def test_user_errors_are_one_line(tmp_path, args, message):
   assert message in out, out
   assert 'Traceback' not in out
   assert out.strip().splitlines()[-1].startswith('error: ')
+
+
+def test_sigterm_saves_a_checkpoint_and_resume_carries_on(tmp_path, data_dir):
+  import signal
+  import time
+  run_dir = tmp_path / 'run'
+  proc = subprocess.Popen(
+      [sys.executable, TRAIN, '--config=binarized_mnist_fc', f'--hparams={SMALL}',
+       f'--run_dir={run_dir}', f'--data_dir={data_dir}', '--num_steps=100000000',
+       '--log_every_n_steps=10', '--steps_per_loop=10', '--checkpoint_every_secs=100000'],
+      cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  try:
+    for line in proc.stdout:  # wait until it is training
+      if 'step 10/' in line:
+        break
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    out = proc.communicate(timeout=120)[0]
+  finally:
+    proc.kill()
+  assert proc.returncode == 0, out
+  assert 'Stopped by signal at step' in out
+  step = int(out.split('Stopped by signal at step ')[1].split(';')[0])
+  assert step >= 10
+  assert (run_dir / 'train' / f'ckpt-{step}.index').exists()
+  rc, out = _run(f'--run_dir={run_dir}', f'--data_dir={data_dir}', f'--num_steps={step + 10}',
+                 '--log_every_n_steps=10', '--steps_per_loop=10')
+  assert rc == 0 and f'at step {step}' in out, out

@@ -1,3 +1,11 @@
 """tfvae: Auto-Encoding Variational Bayes (Kingma & Welling, 2013) in TensorFlow 2 / Keras 3."""
 
 __version__ = '0.1.0'
+
+
+def __getattr__(name):
+  """`tfvae.TrainedModel`, imported on first use so that `import tfvae` stays light."""
+  if name == 'TrainedModel':
+    from tfvae.trained_model import TrainedModel  # pylint: disable=import-outside-toplevel
+    return TrainedModel
+  raise AttributeError(f'module tfvae has no attribute {name!r}')
