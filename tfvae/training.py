@@ -129,9 +129,9 @@ class Trainer:
     local_batch = indices.shape[0]
     x = data.to_float(tf.gather(self._images, indices), self._info, hp.binarize,
                       _seed_pair(self.seed, step, replica_id, 1))
-    eps = tf.random.stateless_normal([local_batch * replicas, hp.z_size],
+    eps = tf.random.stateless_normal(self.model.noise_shape(local_batch * replicas),
                                      _seed_pair(self.seed, step))
-    eps = tf.slice(eps, [replica_id * local_batch, 0], [local_batch, -1])
+    eps = tf.slice(eps, [0, replica_id * local_batch, 0], [-1, local_batch, -1])
     variables = self.model.trainable_variables
     with tf.GradientTape() as tape:
       losses = self.model.compute_losses(x, step, eps)
@@ -334,7 +334,7 @@ class ElboEvaluator:
   def _batch_sums(self, images, index):
     x = data.to_float(images, self._info, self._hparams.binarize,
                       _seed_pair(self._seed, index, 1))
-    eps = tf.random.stateless_normal([tf.shape(x)[0], self._hparams.z_size],
+    eps = tf.random.stateless_normal(self._model.noise_shape(tf.shape(x)[0]),
                                      _seed_pair(self._seed, index))
     losses = self._model.compute_losses(x, 0, eps)
     return tf.stack([tf.reduce_sum(losses.elbo), tf.reduce_sum(losses.r_loss),
