@@ -108,3 +108,24 @@ def test_describe():
   assert strategies.describe(tf.distribute.get_strategy()) == 'default strategy with 1 replica'
   with pytest.raises(strategies.StrategyError, match="unknown strategy 'x'; valid: default"):
     strategies.make_strategy('x')
+
+
+@pytest.mark.parametrize('precision', ['bfloat16', 'float16'])
+def test_mixed_precision_trains_with_float32_variables(tmp_path, data_dir, precision):
+  run_dir = tmp_path / 'run'
+  rc, out = _train(f'--run_dir={run_dir}', '--config=binarized_mnist_fc',
+                   f'--hparams={SMALL},mixed_precision={precision}', f'--data_dir={data_dir}',
+                   '--num_steps=20', '--log_every_n_steps=10', '--steps_per_loop=10')
+  assert rc == 0, out[-2000:]
+  assert out.count('step 20/20') == 1
+  from tfvae.run_dir import RunDir
+  _, hparams, model, step = RunDir(str(run_dir)).restore_model()
+  assert step == 20 and hparams.mixed_precision == precision
+  assert {v.dtype for v in model.trainable_variables} == {'float32'}
+
+
+def test_unknown_mixed_precision_is_one_line(tmp_path, data_dir):
+  rc, out = _train(f'--run_dir={tmp_path / "run"}', '--config=binarized_mnist_fc',
+                   f'--hparams={SMALL},mixed_precision=int8', f'--data_dir={data_dir}',
+                   '--num_steps=2')
+  assert rc == 1 and "error: unknown mixed_precision 'int8'; valid: none, bfloat16, float16" in out

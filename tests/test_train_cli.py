@@ -131,3 +131,20 @@ def test_sigterm_saves_a_checkpoint_and_resume_carries_on(tmp_path, data_dir):
   rc, out = _run(f'--run_dir={run_dir}', f'--data_dir={data_dir}', f'--num_steps={step + 10}',
                  '--log_every_n_steps=10', '--steps_per_loop=10')
   assert rc == 0 and f'at step {step}' in out, out
+
+
+def test_early_stopping_keeps_the_best_checkpoint(tmp_path, data_dir):
+  run_dir = tmp_path / 'run'
+  # A zero learning rate never improves the validation ELBO after the first epoch.
+  rc, out = _run('--config=binarized_mnist_fc', f'--run_dir={run_dir}', f'--data_dir={data_dir}',
+                 f'--hparams={SMALL},early_stopping_patience=2,learning_rate=0,'
+                 'min_learning_rate=0', '--num_steps=1000', '--log_every_n_steps=5',
+                 '--steps_per_loop=5')
+  assert rc == 0, out
+  # 200 training images at batch 20: 10 steps an epoch; best at epoch 1, stop after epoch 3.
+  assert 'epoch 1: valid elbo' in out and 'saved to run_dir/best' in out
+  assert 'Early stopping: no better validation ELBO for 2 epochs.' in out
+  assert (run_dir / 'train' / 'ckpt-30.index').exists()
+  assert (run_dir / 'best' / 'ckpt-10.index').exists()
+  tags = _tags(str(run_dir / 'train')).Tags()['tensors']
+  assert 'valid/elbo' in tags and 'valid/best_elbo' in tags

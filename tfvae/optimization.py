@@ -31,14 +31,19 @@ def learning_rate_schedule(hparams):
 
 
 def make_optimizer(hparams):
-  """Adam or Adagrad (hparams.optimizer) on the decaying learning rate."""
+  """Adam or Adagrad (hparams.optimizer) on the decaying learning rate, wrapped in dynamic
+  loss scaling when hparams.mixed_precision is float16."""
   schedule = learning_rate_schedule(hparams)
   if hparams.optimizer == 'adam':
-    return keras.optimizers.Adam(learning_rate=schedule)
-  if hparams.optimizer == 'adagrad':
-    return keras.optimizers.Adagrad(learning_rate=schedule)
-  raise ValueError(
-      f'unknown optimizer {hparams.optimizer!r}; valid: {", ".join(OPTIMIZERS)}')
+    optimizer = keras.optimizers.Adam(learning_rate=schedule)
+  elif hparams.optimizer == 'adagrad':
+    optimizer = keras.optimizers.Adagrad(learning_rate=schedule)
+  else:
+    raise ValueError(
+        f'unknown optimizer {hparams.optimizer!r}; valid: {", ".join(OPTIMIZERS)}')
+  if hparams.mixed_precision == 'float16':
+    optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+  return optimizer
 
 
 def clip_gradients(grads, clip_norm):

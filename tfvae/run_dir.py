@@ -70,9 +70,10 @@ class RunDir:
     model.build_variables()
     optimizer = optimization.make_optimizer(hparams)
     optimizer.build(model.trainable_variables)
-    status = tf.train.Checkpoint(model=model, optimizer=optimizer).restore(checkpoint)
+    step = tf.Variable(0, dtype=tf.int64, trainable=False)
+    status = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step).restore(checkpoint)
     status.assert_existing_objects_matched().expect_partial()
-    return config, hparams, model, int(optimizer.iterations.numpy())
+    return config, hparams, model, int(step.numpy())
 
 
 def resolve_config(run_dir, config_name, hparams_spec):

@@ -76,8 +76,6 @@ class Trainer:
         self.model = config.build_model(hparams)
         self.model.build_variables()
         self.optimizer = optimization.make_optimizer(hparams)
-        if hparams.mixed_precision == 'float16':
-          self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
         self.optimizer.build(self.model.trainable_variables)
     finally:
       keras.mixed_precision.set_global_policy('float32')
@@ -88,9 +86,13 @@ class Trainer:
       # Multi-worker variables are initialised by a collective broadcast, which has no uint8.
       images = train.images.astype(np.int32) if self._multi_worker else train.images
       self._images = tf.Variable(images, trainable=False, name='train_images')
+      # Steps taken; the optimiser's own counter skips float16 steps with overflowing gradients.
+      self._step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step',
+                               aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
       self._best_elbo = tf.Variable(-np.inf, trainable=False, name='best_valid_elbo')
       self._bad_epochs = tf.Variable(0, trainable=False, name='epochs_without_improvement')
     self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
+                                          step=self._step,
                                           best_valid_elbo=self._best_elbo,
                                           epochs_without_improvement=self._bad_epochs)
     self._scratch = None if self.is_chief else tempfile.mkdtemp(prefix='tfvae_worker_')
@@ -110,8 +112,8 @@ class Trainer:
 
   @property
   def step(self):
-    """Training steps taken (the optimiser's counter, restored with the checkpoint)."""
-    return int(self.optimizer.iterations.numpy())
+    """Training steps taken (restored with the checkpoint)."""
+    return int(self._step.numpy())
 
   def restore(self):
     """Restores the latest checkpoint in run_dir/train, if any; returns its path."""
@@ -149,7 +151,7 @@ class Trainer:
     """One update from this replica's index batch; returns the global metrics [SCALARS]."""
     ctx = tf.distribute.get_replica_context()
     replicas = ctx.num_replicas_in_sync
-    step = tf.convert_to_tensor(self.optimizer.iterations)
+    step = tf.convert_to_tensor(self._step)
     learning_rate = tf.cast(self.optimizer.learning_rate, tf.float32)
     grads, metrics = self._gradients(indices, step, ctx.replica_id_in_sync_group)
     if replicas > 1:
@@ -164,6 +166,7 @@ class Trainer:
     # Keras sums gradients across replicas itself; ours are already summed.
     grads = [g * (loss_scale / replicas) for g in grads]
     self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
+    self._step.assign_add(1)
     return tf.concat([metrics, [learning_rate, global_norm]], axis=0)
 
   def _train_loop_fn(self, iterator, num_steps):
@@ -231,7 +234,8 @@ class Trainer:
           boundaries.append((step // self.steps_per_epoch + 1) * self.steps_per_epoch)
         n = min(steps_per_loop, min(boundaries) - step)
         metrics = self._train_loop(iterator, tf.constant(n)).numpy()
-        if not np.all(np.isfinite(metrics)):
+        # Only the loss: float16 loss scaling has non-finite gradients (skipped steps).
+        if not np.isfinite(metrics[SCALARS.index('loss')]):
           last = self.manager.latest_checkpoint
           raise NonFiniteLossError(
               f'the loss became non-finite between steps {step} and {step + n}; kept the '
