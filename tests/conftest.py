@@ -17,6 +17,17 @@ def run_script(name, *args, timeout=240):
   return result.returncode, result.stdout + result.stderr
 
 
+@pytest.fixture(scope='session')
+def data_dir(tmp_path_factory):
+  """A tiny statically binarised MNIST (200 train, 60 valid, 60 test) as binarized_mnist.npz."""
+  path = tmp_path_factory.mktemp('binarized_data')
+  rng = np.random.RandomState(0)
+  splits = {s: (rng.rand(n, 784) < 0.2).astype(np.uint8)
+            for s, n in [('train', 200), ('valid', 60), ('test', 60)]}
+  np.savez(path / 'binarized_mnist.npz', **splits)
+  return str(path)
+
+
 def _train(run_dir, data_dir, config, hparams):
   """Trains `config` for 10 steps into run_dir (checkpoints ckpt-5, ckpt-10); returns it."""
   rc, out = run_script('train.py', f'--config={config}', f'--hparams={hparams}',

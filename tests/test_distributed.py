@@ -6,7 +6,6 @@ import socket
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from tfvae import strategies
@@ -14,16 +13,6 @@ from tfvae import strategies
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN = os.path.join(ROOT, 'bin', 'train.py')
 SMALL = 'hidden_sizes=[16],z_size=2,batch_size=20'
-
-
-@pytest.fixture(scope='module')
-def data_dir(tmp_path_factory):
-  path = tmp_path_factory.mktemp('data')
-  rng = np.random.RandomState(0)
-  np.savez(path / 'binarized_mnist.npz',
-           **{s: (rng.rand(n, 784) < 0.2).astype(np.uint8)
-              for s, n in [('train', 200), ('valid', 40), ('test', 40)]})
-  return str(path)
 
 
 def test_one_step_on_two_replicas_equals_one_device(tmp_path, data_dir):

@@ -217,17 +217,6 @@ def test_iwae_bound_is_logmeanexp_of_log_weights_and_above_elbo():
 
 # bin/evaluate.py end to end.
 
-@pytest.fixture(scope='module')
-def data_dir(tmp_path_factory):
-  """A tiny statically binarised MNIST in the layout of binarized_mnist.npz."""
-  path = tmp_path_factory.mktemp('data')
-  rng = np.random.RandomState(0)
-  splits = {s: (rng.rand(n, 784) < 0.2).astype(np.uint8)
-            for s, n in [('train', 200), ('valid', 60), ('test', 60)]}
-  np.savez(path / 'binarized_mnist.npz', **splits)
-  return str(path)
-
-
 def _run(script, *args, timeout=240):
   result = subprocess.run([sys.executable, os.path.join(ROOT, 'bin', script), *args],
                           capture_output=True, text=True, timeout=timeout, cwd=ROOT)

@@ -5,24 +5,12 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN = os.path.join(ROOT, 'bin', 'train.py')
 SMALL = 'hidden_sizes=[16],z_size=2,batch_size=20'
-
-
-@pytest.fixture(scope='module')
-def data_dir(tmp_path_factory):
-  """A tiny statically binarised MNIST in the layout of binarized_mnist.npz."""
-  path = tmp_path_factory.mktemp('data')
-  rng = np.random.RandomState(0)
-  splits = {s: (rng.rand(n, 784) < 0.2).astype(np.uint8)
-            for s, n in [('train', 200), ('valid', 60), ('test', 60)]}
-  np.savez(path / 'binarized_mnist.npz', **splits)
-  return str(path)
 
 
 def _run(*args, timeout=240):
