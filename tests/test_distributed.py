@@ -23,8 +23,10 @@ def test_one_step_on_two_replicas_equals_one_device(tmp_path, data_dir):
   report = json.loads(result.stdout.strip().splitlines()[-1])
   assert report['replicas'] == 2
   assert report['loss_1'] == pytest.approx(report['loss_2'], rel=1e-5)
-  assert report['max_weight_change'] > 1e-4  # the step did move the weights
-  assert report['max_weight_diff'] < 1e-6
+  # The step moved the weights by ~1e-3 (Adam's first step is about lr * sign(g)); summing the
+  # gradient in two halves changes its rounding, which Adam amplifies only where g ~ 0.
+  assert report['max_weight_change'] > 1e-4
+  assert report['max_weight_diff'] < 1e-5
   print('equivalence:', report)
 
 
@@ -95,6 +97,8 @@ def test_strategy_errors_are_one_line(tmp_path, data_dir, args, message):
 def test_describe():
   import tensorflow as tf
   assert strategies.describe(tf.distribute.get_strategy()) == 'default strategy with 1 replica'
+  assert (strategies.describe(tf.distribute.MultiWorkerMirroredStrategy())
+          == 'MultiWorkerMirroredStrategy with 1 replica')
   with pytest.raises(strategies.StrategyError, match="unknown strategy 'x'; valid: default"):
     strategies.make_strategy('x')
 

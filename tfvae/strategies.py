@@ -78,9 +78,16 @@ def _tpu_strategy(tpu):
 def describe(strategy):
   """Words like 'MirroredStrategy with 2 replicas'."""
   n = strategy.num_replicas_in_sync
-  kind = type(strategy).__name__
-  if kind == '_DefaultDistributionStrategy':
-    kind = 'default strategy'
+  kind = 'default strategy'
+  # The public names: tf.distribute.MultiWorkerMirroredStrategy's class is called
+  # CollectiveAllReduceStrategy.
+  for public, name in ((tf.distribute.MultiWorkerMirroredStrategy, 'MultiWorkerMirroredStrategy'),
+                       (tf.distribute.MirroredStrategy, 'MirroredStrategy'),
+                       (tf.distribute.TPUStrategy, 'TPUStrategy'),
+                       (tf.distribute.OneDeviceStrategy, 'OneDeviceStrategy')):
+    if isinstance(strategy, public):
+      kind = name
+      break
   return f'{kind} with {n} replica{"s" if n != 1 else ""}'
 
 
