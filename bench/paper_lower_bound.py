@@ -30,6 +30,7 @@ import tensorflow as tf
 from tfvae import cli
 from tfvae import configs
 from tfvae import evaluation
+from tfvae import images
 from tfvae import training
 from tfvae.run_dir import RunDir
 
@@ -89,9 +90,9 @@ def run(config, hparams, z_sizes, num_steps, out_dir, data_dir=None, num_evals=1
       # Trainer.train resumes in process from the checkpoint it saved at the last target.
       trainer.train(step, log_every_n_steps=max(100, num_steps // 10),
                     checkpoint_every_secs=math.inf)
-      elbo = {split: evaluation.evaluate_split(trainer.model, images, eval_samples, seed=seed,
+      elbo = {split: evaluation.evaluate_split(trainer.model, x, eval_samples, seed=seed,
                                                example_ids=ids, log_every_secs=math.inf)['elbo']
-              for split, (images, ids) in subsets.items()}
+              for split, (x, ids) in subsets.items()}
       rows.append(dict(config=config.name, z_size=z_size, step=step,
                        examples=step * hp.batch_size, train_elbo=elbo['train'],
                        test_elbo=elbo['test'], seconds=time.time() - start))
@@ -109,33 +110,12 @@ def write_csv(path, rows):
     writer.writerows(rows)
 
 
-# A tiny raster plot: numpy lines and a 3x5 pixel font, written with tf.io.encode_png.
+# A tiny raster plot: numpy lines and tfvae.images' 3x5 pixel font, written as a PNG.
 
-_GLYPHS = {
-    '0': '111101101101111', '1': '010110010010111', '2': '111001111100111',
-    '3': '111001111001111', '4': '101101111001001', '5': '111100111001111',
-    '6': '111100111101111', '7': '111001001001001', '8': '111101111101111',
-    '9': '111101111001111', '-': '000000111000000', '.': '000000000000010',
-    '=': '000111000111000', ' ': '000000000000000', 'e': '000111111100111',
-    '+': '000010111010000',
-    'z': '000111011110111', 't': '010111010010011', 'r': '000101110100100',
-    'a': '000011101101011', 'i': '010000010010010', 'n': '000110101101101',
-    's': '000011110011110',
-}
 _SCALE = 2
 _PANEL_W, _PANEL_H = 300, 240
 _LEFT, _RIGHT, _TOP, _BOTTOM = 50, 12, 28, 34
 _TRAIN, _TEST = (31, 119, 180), (214, 39, 40)
-
-
-def _text(canvas, text, x, y, color=(0, 0, 0)):
-  """Draws text with its top-left corner at (x, y)."""
-  for k, char in enumerate(text):
-    bits = np.array([int(b) for b in _GLYPHS[char]], bool).reshape(5, 3)
-    mask = np.kron(bits, np.ones((_SCALE, _SCALE), bool))
-    x0 = x + k * 4 * _SCALE
-    region = canvas[y:y + 5 * _SCALE, x0:x0 + 3 * _SCALE]
-    region[mask[:region.shape[0], :region.shape[1]]] = color
 
 
 def _line(canvas, xs, ys, color, dashed=False, width=2):
@@ -183,15 +163,15 @@ def plot(rows, path):
     for decade in range(lo_x, hi_x + 1):
       x = int(round(px(10.0**decade)))
       canvas[top:bottom, x] = 225
-      _text(canvas, f'1e{decade}', x - 8, bottom + 6)
+      images.draw_text(canvas, f'1e{decade}', x - 8, bottom + 6)
     for v in np.arange(lo_y, hi_y + step_y / 2, step_y):
       y = int(round(py(v)))
       canvas[y, left:right] = 225
       label = f'{v:g}'
-      _text(canvas, label, left - 6 - len(label) * 4 * _SCALE, y - 5)
+      images.draw_text(canvas, label, left - 6 - len(label) * 4 * _SCALE, y - 5)
     canvas[top:bottom, left] = canvas[top:bottom, right] = 0
     canvas[top, left:right + 1] = canvas[bottom, left:right + 1] = 0
-    _text(canvas, f'z={z_size}', left + plot_w // 2 - 16, 8)
+    images.draw_text(canvas, f'z={z_size}', left + plot_w // 2 - 16, 8)
     mine = sorted((r for r in rows if r['z_size'] == z_size), key=lambda r: r['step'])
     xs = [px(r['examples']) for r in mine]
     _line(canvas, xs, [py(r['train_elbo']) for r in mine], _TRAIN)
@@ -199,11 +179,10 @@ def plot(rows, path):
   # Legend, bottom right of the last panel.
   x0, y0 = canvas.shape[1] - _RIGHT - 90, _TOP + plot_h - 40
   _line(canvas, [x0, x0 + 24], [y0 + 4, y0 + 4], _TRAIN)
-  _text(canvas, 'train', x0 + 30, y0)
+  images.draw_text(canvas, 'train', x0 + 30, y0)
   _line(canvas, [x0, x0 + 24], [y0 + 20, y0 + 20], _TEST, dashed=True)
-  _text(canvas, 'test', x0 + 30, y0 + 16)
-  with tf.io.gfile.GFile(path, 'wb') as f:
-    f.write(tf.io.encode_png(canvas).numpy())
+  images.draw_text(canvas, 'test', x0 + 30, y0 + 16)
+  images.write_png(path, canvas)
   return canvas
 
 

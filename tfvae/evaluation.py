@@ -274,11 +274,8 @@ def load_images(config, hparams, split, data_dir=None, num_examples=0, seed=0):
     ids = np.sort(np.random.RandomState(seed).choice(total, num_examples, replace=False))
   else:
     ids = np.arange(total)
-  images = split_data.images[ids].astype(np.float32)
-  if split_data.info.binary:
-    return images, ids
-  images /= 255.0
-  if hparams.binarize:
+  images = data.to_float(split_data.images[ids], split_data.info).numpy()
+  if hparams.binarize and not split_data.info.binary:
     # One noise stream over the whole split (drawn in blocks), so an image's bits do not
     # depend on the subset.
     rng, block = np.random.default_rng(seed), 10_000

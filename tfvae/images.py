@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfvae import data
 from tfvae import export
 
 KINDS = ('prior', 'reconstruction', 'manifold', 'interpolation', 'scatter')
@@ -32,12 +33,17 @@ SCATTER_PLOT_SIZE = 480
 SCATTER_MARGIN = 30
 SCATTER_LEGEND_WIDTH = 50
 
-# A 3x5 pixel font for tick and legend labels.
+# A 3x5 pixel font for tick, legend and plot labels (bench/ plots use it too).
 _GLYPHS = {
     '0': '111101101101111', '1': '010110010010111', '2': '111001111100111',
     '3': '111001111001111', '4': '101101111001001', '5': '111100111001111',
     '6': '111100111101111', '7': '111001001001001', '8': '111101111101111',
-    '9': '111101111001111', '-': '000000111000000',
+    '9': '111101111001111', '-': '000000111000000', '.': '000000000000010',
+    '=': '000111000111000', ' ': '000000000000000', 'e': '000111111100111',
+    '+': '000010111010000',
+    'z': '000111011110111', 't': '010111010010011', 'r': '000101110100100',
+    'a': '000011101101011', 'i': '010000010010010', 'n': '000110101101101',
+    's': '000011110011110',
 }
 _FONT_SCALE = 2
 
@@ -99,9 +105,8 @@ def manifold_latents(num_per_side, z_size=2):
   return z
 
 
-def _draw_text(canvas, text, left, top, color=(0, 0, 0)):
-  """Draws `text` (digits and '-') with its top-left corner at (left, top)."""
-  s = _FONT_SCALE
+def draw_text(canvas, text, left, top, color=(0, 0, 0), s=_FONT_SCALE):
+  """Draws `text` (the characters of _GLYPHS), pixels s x s, top-left corner at (left, top)."""
   for k, char in enumerate(text):
     bits = np.array([int(b) for b in _GLYPHS[char]], bool).reshape(5, 3)
     mask = np.kron(bits, np.ones((s, s), bool))
@@ -145,13 +150,13 @@ def scatter_png(points, labels, path, point_radius=1):
         if tick == 0:
           canvas[margin:margin + size, pos] = grey
         canvas[margin + size:margin + size + 4, pos] = black
-        _draw_text(canvas, label, pos - len(label) * 4 * _FONT_SCALE // 2 + 1,
+        draw_text(canvas, label, pos - len(label) * 4 * _FONT_SCALE // 2 + 1,
                    margin + size + 6)
       else:
         if tick == 0:
           canvas[pos, margin:margin + size] = grey
         canvas[pos, margin - 4:margin] = black
-        _draw_text(canvas, label, margin - 6 - len(label) * 4 * _FONT_SCALE + _FONT_SCALE,
+        draw_text(canvas, label, margin - 6 - len(label) * 4 * _FONT_SCALE + _FONT_SCALE,
                    pos - 5 * _FONT_SCALE // 2)
   colors = (np.broadcast_to(PALETTE[0], (len(points), 3)) if labels is None
             else PALETTE[np.asarray(labels) % len(PALETTE)])
@@ -170,7 +175,7 @@ def scatter_png(points, labels, path, point_radius=1):
       top = margin + k * 8 * _FONT_SCALE
       canvas[top:top + 5 * _FONT_SCALE, left:left + 5 * _FONT_SCALE] = (
           PALETTE[label % len(PALETTE)])
-      _draw_text(canvas, str(label), left + 7 * _FONT_SCALE, top)
+      draw_text(canvas, str(label), left + 7 * _FONT_SCALE, top)
   return write_png(path, canvas)
 
 
@@ -197,7 +202,7 @@ def summary_images(model, x, num=16, seed=0):
 
 def float_images(split):
   """The images of a tfvae.data.Split as float32 [N, H, W, 1] in [0, 1]."""
-  return split.images.astype(np.float32) / (1.0 if split.info.binary else 255.0)
+  return data.to_float(split.images, split.info).numpy()
 
 
 def _picks(num_images, count, seed):
