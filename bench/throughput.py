@@ -4,6 +4,7 @@
     python bench/throughput.py                        # paper arch, 3 rounds of ~20 s each
     python bench/throughput.py --arch=wide --rounds=5
     python bench/throughput.py --overhead             # cost of the default logging rates
+    python bench/throughput.py --iw                   # IW log-likelihood, K=5000, test set
 
 For --arch (paper: 784-500-20 tanh, batch 100; wide: 784-512-512-32 relu, batch 1024) it
 alternates, --rounds times: tfvae's `bin/train.py` (a subprocess, a fresh run_dir each round,
@@ -23,6 +24,12 @@ them as rare as possible (--log_every_n_steps=num_steps/4 --checkpoint_every_sec
 taken from the log timestamps over the same steps [num_steps/4, num_steps] in both runs, so it
 includes the writing of scalars, images and checkpoints (a window's own rate leaves out the
 cost of the report that ends it); the window medians are printed too.
+
+--iw times the importance-weighted test log-likelihood instead (paper arch): tfvae's
+`bin/evaluate.py` on a briefly trained run against the peer's `--iw_k` on a model it trains for
+one epoch, both with K = --iw_k samples over --iw_examples test images (a seeded random subset
+when fewer than 10,000; each tool picks its own), alternating for --rounds rounds. The figure is
+the time of the estimate itself: `seconds` in tfvae's JSON line, `iw_s` in the peer's.
 
 The script prints figures only (a table, then one JSON line); it asserts nothing. Timings are
 only meaningful on a quiet machine: the 1-minute load average before and after is printed.
@@ -66,6 +73,9 @@ flags.DEFINE_boolean('peer_variant', True, 'Also run the peer\'s faster variant.
 flags.DEFINE_boolean('ceiling', True, 'Run matmul_ceiling.py once.')
 flags.DEFINE_boolean('overhead', False, 'Measure the cost of the default logging, summary, '
                      'image and checkpoint rates (paper arch, tfvae only).')
+flags.DEFINE_boolean('iw', False, 'Time the importance-weighted log-likelihood instead.')
+flags.DEFINE_integer('iw_k', 5000, 'Importance samples per image for --iw.', lower_bound=1)
+flags.DEFINE_integer('iw_examples', 10000, 'Test images for --iw.', lower_bound=1)
 flags.DEFINE_boolean('verbose', False, 'Echo the children\'s output.')
 
 ARCHS = {
@@ -416,6 +426,70 @@ def overhead(_):
   print(json.dumps(_rounded(result)), flush=True)
 
 
+def iw_speed(_):
+  """tfvae's bin/evaluate.py against the peer's --iw_k: seconds for the same K and images."""
+  arch = ARCHS['paper']
+  run_dir = tempfile.mkdtemp(prefix='tfvae_bench_iw_')
+  skipped = peer_available()
+  if skipped:
+    print(f'peer skipped: {skipped}', flush=True)
+  print(f'IW log-likelihood, K={FLAGS.iw_k}, {FLAGS.iw_examples} test images, paper arch; '
+        f'{FLAGS.rounds} rounds; load average {loadavg()}', flush=True)
+  per_round = {'tfvae': [], 'peer': []}
+  rows = []
+  try:
+    lines, rc, _, _ = run_child(
+        [FLAGS.tfvae_python, os.path.join(ROOT, 'bin', 'train.py'),
+         '--config=binarized_mnist_fc', f'--data_dir={FLAGS.data_dir}', f'--run_dir={run_dir}',
+         '--num_steps=500'], timeout=600)
+    if rc:
+      raise RuntimeError('tfvae training failed:\n' + tail(lines))
+    for r in range(1, FLAGS.rounds + 1):
+      print(f'round {r}/{FLAGS.rounds}: tfvae', flush=True)
+      lines, rc, wall, rss = run_child(
+          [FLAGS.tfvae_python, os.path.join(ROOT, 'bin', 'evaluate.py'), f'--run_dir={run_dir}',
+           f'--data_dir={FLAGS.data_dir}', f'--num_importance_samples={FLAGS.iw_k}',
+           f'--num_examples={FLAGS.iw_examples}'], timeout=7200)
+      out = last_json(lines)
+      if rc or not out:
+        raise RuntimeError('bin/evaluate.py failed:\n' + tail(lines))
+      per_round['tfvae'].append(out['seconds'])
+      rows.append((r, 'tfvae', out['seconds'], wall, rss, f'log p(x) {out["log_likelihood"]:.3f}'))
+      if skipped:
+        continue
+      print(f'round {r}/{FLAGS.rounds}: peer', flush=True)
+      cmd = [FLAGS.peer_python, os.path.join(FLAGS.peers_dir, 'torch_vae.py'),
+             '--data', os.path.join(FLAGS.data_dir, 'binarized_mnist.npz'),
+             '--hidden', str(arch['hidden']), '--layers', str(arch['layers']),
+             '--z', str(arch['z']), '--act', arch['act'], '--epochs', '1',
+             '--threads', str(FLAGS.threads), '--iw_k', str(FLAGS.iw_k)]
+      if FLAGS.iw_examples < 10000:
+        cmd += ['--iw_n', str(FLAGS.iw_examples)]
+      lines, rc, wall, rss = run_child(cmd, timeout=7200)
+      out = last_json(lines)
+      if rc or not out or 'iw_s' not in out:
+        raise RuntimeError('the peer failed:\n' + tail(lines))
+      per_round['peer'].append(out['iw_s'])
+      rows.append((r, 'peer', out['iw_s'], wall, rss, f'NLL {out["test_nll"]:.3f}'))
+  finally:
+    shutil.rmtree(run_dir, ignore_errors=True)
+  print(f'\n{"round":>5}  {"run":<8}{"IW seconds":>12}{"wall s":>9}{"peak GiB":>10}  detail')
+  for r, name, secs, wall, rss, detail in rows:
+    print(f'{r:>5}  {name:<8}{secs:>12.1f}{wall:>9.1f}{rss / GIB:>10.2f}  {detail}')
+  tfvae_s, peer_s = median_or_none(per_round['tfvae']), median_or_none(per_round['peer'])
+  print(f'\nmedian seconds: tfvae {fmt(tfvae_s, ".1f")}, peer {fmt(peer_s, ".1f")}; '
+        f'tfvae / peer time {fmt(ratio(tfvae_s, peer_s), ".3f")}; '
+        f'load average after {loadavg()}')
+  print(json.dumps(_rounded({
+      'bench': 'iw', 'iw_k': FLAGS.iw_k, 'iw_examples': FLAGS.iw_examples,
+      'rounds': FLAGS.rounds, 'seconds': {'tfvae': tfvae_s, 'peer': peer_s},
+      'per_round': per_round, 'tfvae_over_peer_time': ratio(tfvae_s, peer_s),
+      'peak_rss_gib': {name: max(r[4] for r in rows if r[1] == name) / GIB
+                       for name in ('tfvae', 'peer') if any(r[1] == name for r in rows)},
+      'peer_skipped': skipped, 'commit': commit(),
+      'date': datetime.datetime.now().isoformat(timespec='seconds')})), flush=True)
+
+
 def _rounded(obj):
   if isinstance(obj, float):
     return round(obj, 4) if abs(obj) < 10 else round(obj, 1)
@@ -433,6 +507,8 @@ def main(argv):
   FLAGS.peers_dir = os.path.abspath(FLAGS.peers_dir)
   if FLAGS.overhead:
     overhead(argv)
+  elif FLAGS.iw:
+    iw_speed(argv)
   else:
     throughput(argv)
 

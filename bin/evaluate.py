@@ -3,9 +3,12 @@
 
     python bin/evaluate.py --run_dir=/tmp/vae --num_importance_samples=5000
     python bin/evaluate.py --run_dir=/tmp/vae --split=valid --num_examples=1000 --seed=1
+    python bin/evaluate.py --run_dir=/tmp/vae --checkpoint=best   # kept by early stopping
+    python bin/evaluate.py --saved_model=/tmp/vae_export --data_dir=../shared/data
 
-Prints a table and, last, one JSON line; writes log_likelihood, bits_per_dim, active_units
-and elbo to TensorBoard under run_dir/eval at the checkpoint's step.
+Prints a table and, last, one JSON line; for a --run_dir also writes log_likelihood,
+bits_per_dim, active_units and elbo to TensorBoard under run_dir/eval at the checkpoint's
+step.
 """
 
 import json
@@ -18,6 +21,8 @@ from tfvae import evaluation
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('run_dir', None, 'Run directory written by bin/train.py.')
+flags.DEFINE_string('saved_model', None, 'Or: a SavedModel written by bin/export.py (or '
+                    'bin/train.py --export_dir); results are printed, not summarised.')
 flags.DEFINE_enum('split', 'test', ['train', 'valid', 'test'], 'Split to evaluate.')
 flags.DEFINE_integer('num_importance_samples', 5000, 'K: posterior samples per example for '
                      'the importance-weighted log-likelihood (Burda et al. use 5000).',
@@ -30,6 +35,8 @@ flags.DEFINE_float('max_memory_mb', 0, 'Cap on the memory of the samples decoded
                    '(approximate); 0: a fast default (about 100 MB for MNIST).', lower_bound=0)
 flags.DEFINE_integer('num_examples', 0, 'Evaluate a seeded random subset of this many '
                      'examples; 0: the whole split.', lower_bound=0)
+flags.DEFINE_string('checkpoint', 'latest', 'Checkpoint to evaluate: latest, best (the best '
+                    'validation ELBO, kept by early stopping) or a checkpoint path.')
 
 
 def _table(r):
@@ -53,10 +60,17 @@ def main(argv):
   if len(argv) > 1:
     raise ValueError(f'unexpected arguments {argv[1:]}; flags look like --name=value')
   logging.set_verbosity(logging.INFO)
+  if bool(FLAGS.run_dir) == bool(FLAGS.saved_model):
+    raise ValueError('give exactly one of --run_dir=DIR (a training run) and '
+                     '--saved_model=DIR (an export)')
+  if FLAGS.saved_model and FLAGS.checkpoint != 'latest':
+    raise ValueError('--checkpoint applies to --run_dir only; a SavedModel holds one model')
   results = evaluation.evaluate_run(
-      FLAGS.run_dir, split=FLAGS.split, num_importance_samples=FLAGS.num_importance_samples,
-      data_dir=FLAGS.data_dir, num_examples=FLAGS.num_examples, seed=FLAGS.seed,
-      max_memory_mb=FLAGS.max_memory_mb or None)
+      FLAGS.run_dir or None, saved_model=FLAGS.saved_model or None, split=FLAGS.split,
+      num_importance_samples=FLAGS.num_importance_samples, data_dir=FLAGS.data_dir,
+      num_examples=FLAGS.num_examples, seed=FLAGS.seed,
+      max_memory_mb=FLAGS.max_memory_mb or None,
+      checkpoint=FLAGS.checkpoint)
   results['seed'] = FLAGS.seed
   print(_table(results))
   print(json.dumps({k: (float(v) if isinstance(v, float) else v) for k, v in results.items()},
@@ -64,5 +78,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  flags.mark_flag_as_required('run_dir')
   cli.run(main)

@@ -17,8 +17,9 @@ from tfvae import export
 FLAGS = flags.FLAGS
 flags.DEFINE_string('run_dir', None, 'The training run to export (see bin/train.py).')
 flags.DEFINE_string('export_dir', None, 'Folder to write the SavedModel to.')
-flags.DEFINE_string('checkpoint', None, 'Checkpoint path (e.g. RUN_DIR/train/ckpt-2000); '
-                    'default: the latest in run_dir/train.')
+flags.DEFINE_string('checkpoint', 'latest', 'Checkpoint to export: latest, best (the best '
+                    'validation ELBO, kept by early stopping) or a path such as '
+                    'RUN_DIR/train/ckpt-2000.')
 
 
 def main(argv):

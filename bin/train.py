@@ -46,6 +46,8 @@ flags.DEFINE_integer('num_cpu_devices', 1, 'Split the CPU into this many logical
 flags.DEFINE_string('tpu', None, 'TPU name or address for --strategy=tpu.')
 flags.DEFINE_integer('image_every_n_steps', 1000, 'Steps between reconstruction and '
                      'prior-sample image summaries; 0 turns them off.', lower_bound=0)
+flags.DEFINE_float('max_train_minutes', 0.0, 'Stop (with a checkpoint) after this many '
+                   'minutes of training in this invocation; 0: no limit.', lower_bound=0.0)
 flags.DEFINE_string('export_dir', None, 'Write a SavedModel here when training ends.')
 
 
@@ -74,7 +76,8 @@ def main(argv):
   reason = trainer.train(FLAGS.num_steps, log_every_n_steps=FLAGS.log_every_n_steps,
                          steps_per_loop=FLAGS.steps_per_loop,
                          checkpoint_every_secs=FLAGS.checkpoint_every_secs,
-                         image_every_n_steps=FLAGS.image_every_n_steps)
+                         image_every_n_steps=FLAGS.image_every_n_steps,
+                         max_train_seconds=FLAGS.max_train_minutes * 60)
   if FLAGS.export_dir and trainer.is_chief and reason != 'signal':
     from tfvae import export  # pylint: disable=g-import-not-at-top
     logging.info('Exported a SavedModel to %s.',

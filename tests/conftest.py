@@ -62,3 +62,12 @@ def frey_run(tmp_path_factory):
   run_dir = _train(tmp_path_factory.mktemp('frey') / 'run', data_dir, 'frey_face_fc',
                    'hidden_sizes=[16],z_size=3,batch_size=20')
   return run_dir, str(data_dir)
+
+
+@pytest.fixture(scope='session')
+def made_run(tmp_path_factory, data_dir):
+  """(run_dir, data_dir): binarized_mnist_made (autoregressive decoder, 16 hidden units,
+  20 autoregressive units, z_size 3) trained 10 steps on the tiny binarized MNIST."""
+  run_dir = _train(tmp_path_factory.mktemp('made') / 'run', data_dir, 'binarized_mnist_made',
+                   'hidden_sizes=[16],z_size=3,autoregressive_units=20,batch_size=20')
+  return run_dir, data_dir

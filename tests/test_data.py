@@ -167,7 +167,7 @@ def test_tfds_mnist_mocked(online):
   import tensorflow_datasets as tfds
   with tfds.testing.mock_data(num_examples=12):
     splits = {split: data.load_split('mnist', split) for split in data.SPLITS}
-    batch = next(iter(data.make_dataset('mnist', 'train', 4, seed=0)))
+    batch = data.to_float(splits['train'].images[:4], splits['train'].info)
   assert {s: len(v.images) for s, v in splits.items()} == {'train': 10, 'valid': 2, 'test': 12}
   for got in splits.values():
     assert got.images.dtype == np.uint8 and got.images.shape[1:] == (28, 28, 1)
@@ -179,7 +179,8 @@ def test_tfds_binarized_mnist_mocked(online):
   import tensorflow_datasets as tfds
   with tfds.testing.mock_data(num_examples=12, max_value=2):  # pixels in {0, 1}
     splits = {split: data.load_split('binarized_mnist', split) for split in data.SPLITS}
-    batch = next(iter(data.make_dataset('binarized_mnist', 'valid', 5, seed=0)))
+    batch = data.to_float(splits['valid'].images[:5], splits['valid'].info, binarize=True,
+                          noise_seed=[0, 0])
   for got in splits.values():
     assert got.images.shape == (12, 28, 28, 1) and got.images.dtype == np.uint8
     assert set(np.unique(got.images)) <= {0, 1} and got.labels is None
@@ -210,84 +211,59 @@ def test_frey_download_failure_is_a_data_error(monkeypatch):
     data.load_split('frey_face', 'train')
 
 
-# make_dataset.
+# The training order and scaling.
 
 
-def test_make_dataset_batches(mnist_dir):
-  ds = data.make_dataset('mnist', 'train', 8, data_dir=mnist_dir, shuffle=False, repeat=False)
-  assert ds.element_spec == tf.TensorSpec([8, 28, 28, 1], tf.float32)
-  batches = [b.numpy() for b in ds]
-  images = data.load_split('mnist', 'train', mnist_dir).images
-  np.testing.assert_array_equal(np.concatenate(batches), images.astype(np.float32) / 255)
-  assert min(b.min() for b in batches) == 0.0 and max(b.max() for b in batches) == 1.0
+def test_index_batches_walk_a_seeded_permutation_per_epoch():
+  batches = data.index_batches(43, 10, seed=3, start_step=0, num_steps=12)  # 4 steps an epoch
+  assert batches.shape == (12, 10) and batches.dtype == np.int32
+  epochs = [batches[i:i + 4].ravel() for i in (0, 4, 8)]
+  for epoch in epochs:  # 40 distinct examples; the 3 left over differ by epoch
+    assert len(set(epoch)) == 40 and 0 <= epoch.min() and epoch.max() < 43
+  assert not np.array_equal(epochs[0], epochs[1]) and not np.array_equal(epochs[1], epochs[2])
+  assert not np.array_equal(epochs[0], np.arange(40))
+  np.testing.assert_array_equal(batches, data.index_batches(43, 10, 3, 0, 12))
+  assert not np.array_equal(batches, data.index_batches(43, 10, 4, 0, 12))
 
 
-def test_drop_remainder(mnist_dir):
-  kept = [len(b) for b in data.make_dataset('mnist', 'train', 16, data_dir=mnist_dir,
-                                             shuffle=False, repeat=False)]
-  assert kept == [16, 16]
-  all_batches = [len(b) for b in data.make_dataset('mnist', 'train', 16, data_dir=mnist_dir,
-                                                    repeat=False, drop_remainder=False)]
-  assert all_batches == [16, 16, 8]
-  whole = [len(b) for b in data.make_dataset('mnist', 'train', 41, data_dir=mnist_dir,
-                                              repeat=False, drop_remainder=False)]
-  assert whole == [40]
-  with pytest.raises(data.DataError, match='batch size 41 exceeds the 40 examples'):
-    data.make_dataset('mnist', 'train', 41, data_dir=mnist_dir)
+def test_index_batches_are_a_function_of_the_step():
+  whole = data.index_batches(43, 10, seed=1, start_step=0, num_steps=30)
+  for start, count in ((0, 7), (7, 1), (8, 13), (21, 9)):  # any split into loops, as on resume
+    np.testing.assert_array_equal(data.index_batches(43, 10, 1, start, count),
+                                  whole[start:start + count])
+  assert data.steps_per_epoch(43, 10) == 4
+  with pytest.raises(data.DataError, match='batch size 44 exceeds the 43 training examples') \
+      as err:
+    data.index_batches(43, 44, 0, 0, 1)
+  _assert_one_line(err)
 
 
-def test_shuffle_is_seeded_and_reshuffles_each_epoch(mnist_dir):
-  def epochs(seed, num_epochs=2):
-    ds = data.make_dataset('mnist', 'train', 40, data_dir=mnist_dir, seed=seed)
-    return [_ids(batch) for batch in ds.take(num_epochs)]
+def test_to_float_scales_and_binarize_samples_bernoulli(mnist_dir):
+  split = data.load_split('mnist', 'train', mnist_dir)
+  images = tf.constant(split.images)
+  scaled = data.to_float(images, split.info).numpy()
+  assert scaled.dtype == np.float32
+  np.testing.assert_array_equal(scaled, split.images.astype(np.float32) / 255)
+  assert _ids(scaled) == list(range(len(split.images)))
 
-  first, second = epochs(seed=3)
-  assert sorted(first) == sorted(second) == list(range(40))  # a repeat walks a whole epoch
-  assert first != second and first != list(range(40))
-  assert epochs(seed=3) == [first, second]
-  assert epochs(seed=4) != [first, second]
+  def binarized(seed):
+    return data.to_float(images, split.info, binarize=True, noise_seed=[seed, 0]).numpy()
 
-
-def test_binarize(mnist_dir):
-  def binarized(seed, split='train'):
-    ds = data.make_dataset('mnist', split, 8, data_dir=mnist_dir, shuffle=False,
-                           repeat=False, binarize=True, seed=seed)
-    return np.concatenate([b.numpy() for b in ds])
-
-  x = binarized(seed=1)
-  assert x.dtype == np.float32 and set(np.unique(x)) == {0.0, 1.0}
-  np.testing.assert_array_equal(x, binarized(seed=1))
-  assert not np.array_equal(x, binarized(seed=2))
-  probs = data.load_split('mnist', 'train', mnist_dir).images / 255.0
+  x = binarized(1)
+  assert set(np.unique(x)) == {0.0, 1.0}
+  np.testing.assert_array_equal(x, binarized(1))
+  assert not np.array_equal(x, binarized(2))
+  probs = split.images / 255.0
   assert abs(x.mean() - probs.mean()) < 0.01  # E[x] = intensity
   assert np.all(x[probs == 0.0] == 0.0) and np.all(x[probs == 1.0] == 1.0)
-  # Fresh noise each epoch of a repeated dataset.
-  ds = data.make_dataset('mnist', 'valid', 8, data_dir=mnist_dir, shuffle=False, binarize=True,
-                         seed=1)
-  epoch1, epoch2 = (b.numpy() for b in ds.take(2))
-  assert not np.array_equal(epoch1, epoch2)
 
 
 def test_binarize_is_a_no_op_for_binary_data(tmp_path):
   flat = {s: _numbered_images(6, binary=True).reshape(6, 784) for s in data.SPLITS}
   np.savez(tmp_path / 'binarized_mnist.npz', **flat)
-  ds = data.make_dataset('binarized_mnist', 'test', 6, data_dir=tmp_path, shuffle=False,
-                         binarize=True, seed=0)
-  np.testing.assert_array_equal(next(iter(ds)).numpy().reshape(6, 784), flat['test'])
-
-
-def test_sharding_by_input_pipeline(mnist_dir):
-  shards = []
-  for pipeline_id in (0, 1):
-    context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pipeline_id,
-                                         num_replicas_in_sync=2)
-    ds = data.make_dataset('mnist', 'train', 8, data_dir=mnist_dir, repeat=False, seed=0,
-                           input_context=context)
-    assert ds.element_spec.shape == (4, 28, 28, 1)  # per-replica batch size
-    shards.append([i for batch in ds for i in _ids(batch)])
-  assert len(shards[0]) == len(shards[1]) == 20
-  assert not set(shards[0]) & set(shards[1])
-  assert sorted(shards[0] + shards[1]) == list(range(40))
+  split = data.load_split('binarized_mnist', 'test', tmp_path)
+  x = data.to_float(split.images, split.info, binarize=True, noise_seed=[0, 0])
+  np.testing.assert_array_equal(x.numpy().reshape(6, 784), flat['test'])
 
 
 # Errors.
@@ -376,7 +352,7 @@ def test_unknown_dataset_and_split(mnist_dir):
     data.dataset_info('cifar10')
   with pytest.raises(data.DataError, match="unknown split 'validation'; choose one of "
                                            "train, valid, test") as err:
-    data.make_dataset('mnist', 'validation', 4, data_dir=mnist_dir)
+    data.load_split('mnist', 'validation', mnist_dir)
   _assert_one_line(err)
 
 

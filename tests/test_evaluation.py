@@ -51,6 +51,14 @@ class LinearDecoder(keras.layers.Layer):
     loc = tf.reshape(z @ tf.transpose(self._w) + self._b, [-1, D, 1, 1])
     return tfd.Independent(tfd.Normal(loc, self._s), reinterpreted_batch_ndims=3)
 
+  def log_prob(self, x, z):
+    """log p(x|z_k) [K, B] for x [B, D, 1, 1] and z [K, B, Z] (the decoder interface)."""
+    loc = z @ tf.transpose(self._w) + self._b
+    return tf.reduce_sum(tfd.Normal(loc, self._s).log_prob(tf.reshape(x, [-1, D])), -1)
+
+  def images(self, z):
+    return self(z).mean()
+
 
 def _linear_gaussian(num_examples=200, **hp):
   """(model, x [N, D, 1, 1], exact log p(x) [N]) for p(z) = N(0, I), p(x|z) = N(Wz + b, s^2 I),
@@ -112,18 +120,20 @@ def test_chunking_batching_and_subsets_do_not_change_the_estimate():
   model = _mlp()
   x = _binary_images(12).numpy()
   whole = evaluation.log_likelihood(model, x, 60, seed=5, chunk_size=60).numpy()
+  # log p(x) is about -545 here: float32 sums of 784 pixel terms in a different order differ
+  # by ~1e-6 relative, while a mistake in merging chunks moves it by ~log(K / chunk) > 0.1.
   for chunk_size in (1, 7, 25):
     chunked = evaluation.log_likelihood(model, x, 60, seed=5, chunk_size=chunk_size).numpy()
-    np.testing.assert_allclose(chunked, whole, rtol=0, atol=2e-4)
+    np.testing.assert_allclose(chunked, whole, rtol=3e-6, atol=0)
   # Each example's estimate depends only on (seed, its index, K).
   ids = [3, 7, 10]
   subset = evaluation.log_likelihood(model, x[ids], 60, seed=5, example_ids=ids).numpy()
-  np.testing.assert_allclose(subset, whole[ids], rtol=0, atol=2e-4)
+  np.testing.assert_allclose(subset, whole[ids], rtol=3e-6, atol=0)
   a = evaluation.evaluate_split(model, x, 60, seed=5, batch_size=5, chunk_size=13)
   b = evaluation.evaluate_split(model, x, 60, seed=5, batch_size=12, max_memory_mb=1)
   for key in ('log_likelihood', 'elbo', 'reconstruction', 'kl'):
-    assert a[key] == pytest.approx(b[key], abs=2e-4)
-  assert a['log_likelihood'] == pytest.approx(whole.mean(), abs=2e-4)
+    assert a[key] == pytest.approx(b[key], rel=3e-6)
+  assert a['log_likelihood'] == pytest.approx(whole.mean(), rel=3e-6)
   other_seed = evaluation.log_likelihood(model, x, 60, seed=6).numpy()
   assert np.all(other_seed != whole)
 
@@ -262,6 +272,12 @@ def test_evaluate_cli_end_to_end(tmp_path, data_dir):
   rc, again, _ = _run('evaluate.py', *args)
   assert rc == 0
   assert json.loads(again.strip().splitlines()[-1])['log_likelihood'] == results['log_likelihood']
+  # Checkpoints that are not there.
+  for which, message in (('best', f'no checkpoint in {run_dir}/best: it is kept only by runs '
+                                  'trained with early_stopping_patience > 0'),
+                         ('ckpt-7', "checkpoint 'ckpt-7' does not exist; use latest, best or")):
+    rc, out, err = _run('evaluate.py', *args, f'--checkpoint={which}')
+    assert rc == 1 and err.strip().splitlines()[-1].startswith('error: ' + message), err
 
 
 @pytest.mark.parametrize('args, message', [

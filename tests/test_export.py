@@ -196,7 +196,8 @@ def test_export_a_named_checkpoint(mnist_z2_run, tmp_path):
 
 def test_export_errors(mnist_z2_run, tmp_path):
   run_dir, _ = mnist_z2_run
-  with pytest.raises(RunDirError, match=r'checkpoint .*ckpt-99 does not exist'):
+  with pytest.raises(RunDirError,
+                     match=r"checkpoint '.*ckpt-99' does not exist; use latest, best or"):
     export.export_saved_model(run_dir, str(tmp_path / 'a'),
                               checkpoint=os.path.join(run_dir, 'train', 'ckpt-99'))
   with pytest.raises(RunDirError, match='is not a tfvae run directory'):
@@ -213,3 +214,45 @@ def test_export_errors(mnist_z2_run, tmp_path):
   assert out.strip().splitlines()[-1].startswith(f'error: no checkpoint in {empty}/train')
   assert 'Traceback' not in out
   assert not os.path.exists(tmp_path / 'c')
+
+
+def test_evaluate_a_saved_model_like_its_run(mnist_z2_run, exported):
+  _, data_dir = mnist_z2_run
+  run_dir, export_dir = exported
+  results = {}
+  for source in (f'--run_dir={run_dir}', f'--saved_model={export_dir}'):
+    rc, out = run_script('evaluate.py', source, f'--data_dir={data_dir}',
+                         '--num_importance_samples=20', '--seed=3')
+    assert rc == 0, out
+    json_line = [line for line in out.splitlines() if line.startswith('{')][-1]
+    results[source.split('=')[0]] = json.loads(json_line)
+  by_run, by_export = results['--run_dir'], results['--saved_model']
+  assert by_export['config'] == by_run['config'] and by_export['step'] == by_run['step']
+  for key in ('log_likelihood', 'elbo', 'kl', 'active_units'):
+    assert by_export[key] == pytest.approx(by_run[key], rel=1e-6), key
+  for args, message in (([], 'give exactly one of --run_dir=DIR'),
+                        ([f'--run_dir={run_dir}', f'--saved_model={export_dir}'],
+                         'give exactly one of --run_dir=DIR'),
+                        ([f'--saved_model={export_dir}', '--checkpoint=best'],
+                         '--checkpoint applies to --run_dir only'),
+                        ([f'--saved_model={run_dir}'], 'is not a tfvae SavedModel')):
+    rc, out = run_script('evaluate.py', *args)
+    assert rc == 1 and out.strip().splitlines()[-1].startswith('error: '), out
+    assert message in out and 'Traceback' not in out
+
+
+def test_an_autoregressive_decoder_exports_and_matches(made_run, tmp_path):
+  run_dir, _ = made_run
+  module = export.restore_module(run_dir)
+  export_dir = export.export_saved_model(run_dir, str(tmp_path / 'made'))
+  loaded = tf.saved_model.load(export_dir).signatures
+  x = tf.cast(tf.random.stateless_uniform([3, 28, 28, 1], [1, 2]) < 0.3, tf.float32)
+  z = tf.random.stateless_normal([2, 3], [3, 4])
+  seed = tf.constant(SEED, tf.int64)
+  decoded = loaded['decode'](z=z)['x']
+  _close(decoded, module.decode(z)['x'])
+  _close(decoded, module.model.decode_images(z))  # the mean-field pass
+  _close(loaded['sample'](n=tf.constant(2), seed=seed)['x'],
+         module.sample(tf.constant(2), seed)['x'])
+  for name in ('elbo', 'reconstruction', 'kl'):
+    _close(loaded['elbo'](x=x, seed=seed)[name], module.elbo(x, seed)[name])

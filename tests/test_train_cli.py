@@ -5,7 +5,9 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -136,3 +138,76 @@ def test_early_stopping_keeps_the_best_checkpoint(tmp_path, data_dir):
   assert (run_dir / 'best' / 'ckpt-10.index').exists()
   tags = _tags(str(run_dir / 'train')).Tags()['tensors']
   assert 'valid/elbo' in tags and 'valid/best_elbo' in tags
+  # bin/evaluate.py can evaluate the best checkpoint rather than the latest.
+  evaluate = [sys.executable, os.path.join(ROOT, 'bin', 'evaluate.py'), f'--run_dir={run_dir}',
+              f'--data_dir={data_dir}', '--num_importance_samples=2']
+  for which, step in (('best', 10), ('latest', 30), (str(run_dir / 'train' / 'ckpt-30'), 30)):
+    result = subprocess.run(evaluate + [f'--checkpoint={which}'], capture_output=True,
+                            text=True, cwd=ROOT, timeout=240)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1])['step'] == step
+
+
+def _variables(checkpoint_prefix):
+  reader = tf.train.load_checkpoint(checkpoint_prefix)
+  return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
+          if name != '_CHECKPOINTABLE_OBJECT_GRAPH' and not name.startswith('save_counter')}
+
+
+def test_a_resumed_run_ends_with_the_weights_of_an_unbroken_one(tmp_path, data_dir):
+  # 200 images at batch 20: the 25 steps cross two epoch boundaries, the break is mid-epoch.
+  common = ['--config=binarized_mnist_fc', f'--hparams={SMALL}', f'--data_dir={data_dir}',
+            '--log_every_n_steps=5', '--steps_per_loop=5']
+  whole, broken = tmp_path / 'whole', tmp_path / 'broken'
+  assert _run(*common, f'--run_dir={whole}', '--num_steps=25')[0] == 0
+  assert _run(*common, f'--run_dir={broken}', '--num_steps=15')[0] == 0
+  rc, out = _run(*common, f'--run_dir={broken}', '--num_steps=25')
+  assert rc == 0 and 'at step 15' in out, out
+  expected, got = _variables(str(whole / 'train' / 'ckpt-25')), _variables(
+      str(broken / 'train' / 'ckpt-25'))
+  assert expected.keys() == got.keys() and any('optimizer' in k for k in got)
+  for name, value in expected.items():
+    np.testing.assert_array_equal(got[name], value, err_msg=name)
+
+
+def test_max_train_minutes_stops_with_a_checkpoint(tmp_path, data_dir):
+  run_dir = tmp_path / 'run'
+  rc, out = _run('--config=binarized_mnist_fc', f'--hparams={SMALL}', f'--run_dir={run_dir}',
+                 f'--data_dir={data_dir}', '--num_steps=100000000', '--log_every_n_steps=10',
+                 '--steps_per_loop=10', '--max_train_minutes=0.05')
+  assert rc == 0, out
+  step = int(out.split('Time budget of 0.1 minutes used up at step ')[1].split('.')[0])
+  assert step >= 10 and (run_dir / 'train' / f'ckpt-{step}.index').exists()
+  rc, out = _run(f'--run_dir={run_dir}', '--max_train_minutes=-1')
+  assert rc == 1 and 'max_train_minutes' in out
+
+
+def test_polyak_averaged_weights_are_what_a_run_restores(tmp_path, data_dir):
+  from tfvae.run_dir import RunDir  # pylint: disable=import-outside-toplevel
+  run_dir = tmp_path / 'run'
+  rc, out = _run('--config=binarized_mnist_fc', f'--hparams={SMALL},ema_decay=0.9',
+                 f'--run_dir={run_dir}', f'--data_dir={data_dir}', '--num_steps=20',
+                 '--log_every_n_steps=10', '--steps_per_loop=10')
+  assert rc == 0, out
+  config, hparams, averaged, _ = RunDir(str(run_dir)).restore_model()
+  # The raw weights: the same checkpoint restored into a model with no optimiser.
+  raw = config.build_model(hparams)
+  raw.build_variables()
+  tf.train.Checkpoint(model=raw).restore(
+      tf.train.latest_checkpoint(str(run_dir / 'train'))).expect_partial()
+  pairs = [(a.numpy(), r.numpy()) for a, r in zip(averaged.trainable_variables,
+                                                  raw.trainable_variables)
+           if 'kernel' in a.path]
+  assert len(pairs) == 5  # encoder hidden, loc, raw_scale; decoder hidden, pixel_params
+  for average, last in pairs:
+    # Every kernel restored is the average: near the last weights, but not equal to them.
+    assert not np.array_equal(average, last)
+    assert np.abs(average - last).max() < 0.1
+
+
+def test_a_batch_larger_than_the_data_is_a_one_line_error(tmp_path, data_dir):
+  rc, out = _run('--config=binarized_mnist_fc', '--hparams=batch_size=500',
+                 f'--run_dir={tmp_path / "run"}', f'--data_dir={data_dir}', '--num_steps=1')
+  assert rc == 1 and 'Traceback' not in out
+  assert out.strip().splitlines()[-1] == ('error: batch size 500 exceeds the 200 training '
+                                          'examples; use a smaller batch_size')

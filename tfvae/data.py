@@ -1,4 +1,4 @@
-"""Image datasets for tfvae: loaders for upstream raw files and TFDS, and a fast tf.data pipeline.
+"""Image datasets for tfvae: loaders for upstream raw files and TFDS, and the training order.
 
 Four datasets are supported (see `DATASET_NAMES`), each with the splits `SPLITS`:
 
@@ -12,13 +12,15 @@ Four datasets are supported (see `DATASET_NAMES`), each with the splits `SPLITS`
 
 `load_split` reads a split into memory (uint8 NumPy arrays, cached per process), either from the
 upstream files in a local ``data_dir`` or, without one, through TensorFlow Datasets (frey_face:
-a download from its upstream URL). `make_dataset` turns a split into a `tf.data.Dataset` of float
-image batches in [0, 1] that only shuffles and batches indices and gathers whole batches at once.
+a download from its upstream URL). `index_batches` gives the example indices of any training
+step (a pure function of seed and step); `to_float` scales (and optionally binarises) a
+gathered uint8 batch.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gzip
 import os
 import socket
@@ -354,35 +356,42 @@ def _as_labels(name: str, source: str, labels: np.ndarray, num_images: int) -> n
   return labels.astype(np.int64)
 
 
-def index_dataset(name: str, split: str, batch_size: int, *,
-                  data_dir: str | os.PathLike | None = None, shuffle: bool = True,
-                  repeat: bool = True, seed: int | None = None, drop_remainder: bool = True,
-                  input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
-  """Batches of example indices int64 [B] into `load_split(name, split).images`.
+def steps_per_epoch(num_examples: int, batch_size: int) -> int:
+  """Full batches in one pass over num_examples (the remainder is left out that epoch);
+  DataError if there is not even one."""
+  if batch_size > num_examples:
+    raise DataError(f'batch size {batch_size} exceeds the {num_examples} training examples; '
+                    'use a smaller batch_size')
+  return num_examples // batch_size
 
-  Shuffled (seeded, reshuffled every epoch) and repeated as asked. With `input_context` the
-  indices are sharded per input pipeline before batching and B is the context's per-replica
-  batch size.
+
+def index_batches(num_examples: int, batch_size: int, seed: int, start_step: int,
+                  num_steps: int) -> np.ndarray:
+  """The example indices of training steps [start_step, start_step + num_steps): int32
+  [num_steps, batch_size].
+
+  Step s takes rows (s mod E) * B ... + B of epoch s // E's permutation of the examples
+  (E = steps_per_epoch, B = batch_size; the permutation is seeded by (seed, epoch)). The data
+  order is a pure function of (seed, step), so a resumed run sees exactly the batches an
+  uninterrupted one would.
   """
-  num_examples = len(load_split(name, split, data_dir).images)
-  num_shards, shard_index = 1, 0
-  if input_context is not None:
-    batch_size = input_context.get_per_replica_batch_size(batch_size)
-    num_shards, shard_index = input_context.num_input_pipelines, input_context.input_pipeline_id
-  shard_size = len(range(shard_index, num_examples, num_shards))
-  if drop_remainder and batch_size > shard_size:
-    where = f' in input pipeline {shard_index} of {num_shards}' if num_shards > 1 else ''
-    raise DataError(f'{name}: batch size {batch_size} exceeds the {shard_size} examples of '
-                    f'split {split!r}{where}, so drop_remainder=True gives no batches; '
-                    f'use a smaller batch size')
-  indices = tf.data.Dataset.range(num_examples)
-  if num_shards > 1:
-    indices = indices.shard(num_shards, shard_index)
-  if shuffle:
-    indices = indices.shuffle(shard_size, seed=seed, reshuffle_each_iteration=True)
-  if repeat:
-    indices = indices.repeat()
-  return indices.batch(batch_size, drop_remainder=drop_remainder)
+  per_epoch = steps_per_epoch(num_examples, batch_size)
+  steps = np.arange(start_step, start_step + num_steps)
+  out = np.empty((num_steps, batch_size), np.int32)
+  for epoch in np.unique(steps // per_epoch):
+    rows = steps // per_epoch == epoch
+    order = _epoch_permutation(num_examples, seed, int(epoch))
+    starts = (steps[rows] % per_epoch) * batch_size
+    out[rows] = order[starts[:, None] + np.arange(batch_size)]
+  return out
+
+
+@functools.lru_cache(maxsize=4)
+def _epoch_permutation(num_examples: int, seed: int, epoch: int) -> np.ndarray:
+  """A permutation of range(num_examples), int32, fixed by (seed, epoch)."""
+  order = np.random.default_rng([seed, epoch]).permutation(num_examples).astype(np.int32)
+  order.setflags(write=False)
+  return order
 
 
 def to_float(images: tf.Tensor, info: DatasetInfo, binarize: bool = False,
@@ -394,31 +403,3 @@ def to_float(images: tf.Tensor, info: DatasetInfo, binarize: bool = False,
     return probs
   noise = tf.random.stateless_uniform(tf.shape(probs), seed=noise_seed)
   return tf.cast(noise < probs, tf.float32)
-
-
-def make_dataset(name: str, split: str, batch_size: int, *,
-                 data_dir: str | os.PathLike | None = None, shuffle: bool = True,
-                 repeat: bool = True, binarize: bool = False, seed: int | None = None,
-                 drop_remainder: bool = True,
-                 input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
-  """Float32 image batches [B, H, W, 1] in [0, 1] of one split, B = per-replica batch size.
-
-  The split is held once as a uint8 tensor; `index_dataset` shuffles, repeats and batches
-  indices, then a whole batch is gathered and scaled per step. `binarize` samples every pixel
-  as Bernoulli(intensity) afresh each time (dynamic binarization; a no-op for
-  binarized_mnist), from a seeded stream of noise seeds that changes every epoch.
-  """
-  data = load_split(name, split, data_dir)
-  indices = index_dataset(name, split, batch_size, data_dir=data_dir, shuffle=shuffle,
-                          repeat=repeat, seed=seed, drop_remainder=drop_remainder,
-                          input_context=input_context)
-  with tf.device('/CPU:0'):
-    images = tf.constant(data.images)
-  noise_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-
-  def gather(batch_indices, noise_seed):
-    return to_float(tf.gather(images, batch_indices), data.info, binarize, noise_seed)
-
-  batches = tf.data.Dataset.zip(indices, noise_seeds).map(
-      gather, num_parallel_calls=tf.data.AUTOTUNE)
-  return batches.prefetch(tf.data.AUTOTUNE)

@@ -20,7 +20,14 @@ def activation(name):
   except ValueError:
     raise ValueError(
         f'unknown activation {name!r}; use a Keras activation such as tanh, relu, elu, '
-        'softplus, sigmoid, gelu, swish') from None
+        'softplus, sigmoid, gelu, swish, or glu (gated layers)') from None
+
+
+def hidden_width(size, activation_name):
+  """Units (or filters) a hidden layer computes to give `size` outputs after its activation:
+  2 * size for glu, the gated activation h = a * sigmoid(b) that halves its input
+  [..., 2 * size] -> [..., size] (a gated dense layer: h = (W1 x + b1) * sigmoid(W2 x + b2))."""
+  return 2 * size if activation_name == 'glu' else size
 
 
 def track_layers(owner, prefix, layers):
@@ -65,7 +72,8 @@ class MLPEncoder(BaseEncoder):
     act = activation(hparams.activation)
     self._flatten = keras.layers.Flatten()
     self._hidden = track_layers(self, 'hidden', [
-        keras.layers.Dense(size, activation=act, name=f'hidden_{i}')
+        keras.layers.Dense(hidden_width(size, hparams.activation), activation=act,
+                           name=f'hidden_{i}')
         for i, size in enumerate(hparams.hidden_sizes)])
 
   def features(self, x):
@@ -82,10 +90,12 @@ class ConvEncoder(BaseEncoder):
     super().__init__(hparams, image_shape, **kwargs)
     act = activation(hparams.activation)
     self._convs = track_layers(self, 'conv', [
-        keras.layers.Conv2D(f, 3, strides=2, padding='same', activation=act, name=f'conv_{i}')
+        keras.layers.Conv2D(hidden_width(f, hparams.activation), 3, strides=2, padding='same',
+                            activation=act, name=f'conv_{i}')
         for i, f in enumerate(hparams.conv_filters)])
     self._flatten = keras.layers.Flatten()
-    self._dense = keras.layers.Dense(hparams.hidden_sizes[0], activation=act, name='dense')
+    self._dense = keras.layers.Dense(hidden_width(hparams.hidden_sizes[0], hparams.activation),
+                                     activation=act, name='dense')
 
   def features(self, x):
     h = x

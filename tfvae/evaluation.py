@@ -31,6 +31,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfvae import data
+from tfvae import export
 from tfvae.run_dir import RunDir
 
 tfd = tfp.distributions
@@ -125,7 +126,8 @@ def _bytes_per_sample(model):
   pixels = math.prod(model.image_shape)
   params = 2 if hp.likelihood == 'gaussian' else 1
   conv = 2 * pixels * max(hp.conv_filters) if 'Conv' in type(model.decoder).__name__ else 0
-  return 4 * (4 * pixels * params + 2 * sum(hp.hidden_sizes) + 8 * hp.z_size + conv)
+  made = 4 * hp.autoregressive_units if 'MADE' in type(model.decoder).__name__ else 0
+  return 4 * (4 * pixels * params + 2 * sum(hp.hidden_sizes) + 8 * hp.z_size + conv + made)
 
 
 # Compiled batch functions, per model and (num_samples, chunk_size).
@@ -286,15 +288,21 @@ def load_images(config, hparams, split, data_dir=None, num_examples=0, seed=0):
   return images, ids
 
 
-def evaluate_run(run_dir, split='test', num_importance_samples=5000, data_dir=None,
+def evaluate_run(run_dir=None, split='test', num_importance_samples=5000, data_dir=None,
                  num_examples=0, seed=0, max_memory_mb=None, chunk_size=None,
-                 batch_size=None, checkpoint=None, write_summaries=True):
-  """Restores a run's latest (or given) checkpoint, evaluates it on split with
-  evaluate_split, writes log_likelihood, bits_per_dim, active_units and elbo to TensorBoard
-  under run_dir/eval at the checkpoint's step, and returns the results (with config, split,
-  step)."""
-  run_dir = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
-  config, hparams, model, step = run_dir.restore_model(checkpoint)
+                 batch_size=None, checkpoint=None, write_summaries=True, saved_model=None):
+  """Restores a run's latest (or given) checkpoint, or the SavedModel in `saved_model`,
+  evaluates it on split with evaluate_split, writes log_likelihood, bits_per_dim,
+  active_units and elbo to TensorBoard under run_dir/eval at the checkpoint's step (runs
+  only), and returns the results (with config, split, step)."""
+  if (run_dir is None) == (saved_model is None):
+    raise ValueError('give exactly one of --run_dir and --saved_model')
+  if saved_model is not None:
+    config, hparams, model, step = export.restore_model(saved_model)
+    write_summaries = False
+  else:
+    run_dir = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    config, hparams, model, step = run_dir.restore_model(checkpoint)
   images, ids = load_images(config, hparams, split, data_dir, num_examples, seed)
   results = evaluate_split(model, images, num_importance_samples, seed=seed,
                            batch_size=batch_size, chunk_size=chunk_size,

@@ -6,7 +6,8 @@ Signatures (B is dynamic; x is float32 [B, H, W, C] in the dataset's image shape
 in [0, 1]; seeds are int64 scalars; every output is float32):
 
     encode(x, seed)      -> mean [B, z], stddev [B, z], z [B, z]   z = mean + stddev * eps
-    decode(z)            -> x [B, H, W, C]      the likelihood's mean (Bernoulli: probabilities)
+    decode(z)            -> x [B, H, W, C]      VAE.decode_images: the likelihood's mean
+                                                (Bernoulli: probabilities; made: mean-field)
     sample(n, seed)      -> x [n, H, W, C], z [n, z]   z ~ N(0, I), x = decode(z); n is int32
     reconstruct(x, seed) -> x [B, H, W, C]      decode(encode(x, seed).z)
     elbo(x, seed)        -> elbo, reconstruction, kl, each [B] nats, as in training:
@@ -31,8 +32,8 @@ from absl import logging
 import tensorflow as tf
 
 from tfvae import __version__
+from tfvae import configs
 from tfvae.run_dir import RunDir
-from tfvae.run_dir import RunDirError
 
 METADATA_FILE = 'tfvae.json'
 SIGNATURES = ('encode', 'decode', 'sample', 'reconstruct', 'elbo', 'serving_default')
@@ -96,15 +97,15 @@ class VAEModule(tf.Module):
 
   def _decode(self, z):
     z = tf.ensure_shape(z, [None, self.model.z_size], name='check_z_shape')
-    return {'x': self.model.decode(z).mean()}
+    return {'x': self.model.decode_images(z)}
 
   def _sample(self, n, seed):
     z = noise([n, self.model.z_size], seed)
-    return {'x': self.model.decode(z).mean(), 'z': z}
+    return {'x': self.model.decode_images(z), 'z': z}
 
   def _reconstruct(self, x, seed):
     _, z = self._posterior(x, seed)
-    return {'x': self.model.decode(z).mean()}
+    return {'x': self.model.decode_images(z)}
 
   def _elbo(self, x, seed):
     x = self._check_images(x)
@@ -114,11 +115,9 @@ class VAEModule(tf.Module):
 
 
 def restore_module(run_dir, checkpoint=None):
-  """A VAEModule of the latest (or given) checkpoint of `run_dir` (a path or RunDir)."""
+  """A VAEModule of the checkpoint of `run_dir` (a path or RunDir) that `checkpoint` names:
+  latest (None), best or a path."""
   run_dir = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
-  if checkpoint and not tf.io.gfile.exists(checkpoint + '.index'):
-    raise RunDirError(f'checkpoint {checkpoint} does not exist (no {checkpoint}.index); '
-                      f'leave --checkpoint out to use the latest in {run_dir.train_dir}')
   config, hparams, model, step = run_dir.restore_model(checkpoint)
   return VAEModule(model, config, hparams, step)
 
@@ -145,3 +144,19 @@ def read_metadata(export_dir):
                      'bin/export.py --run_dir=... --export_dir=...')
   with tf.io.gfile.GFile(path) as f:
     return json.load(f)
+
+
+def restore_model(export_dir):
+  """(config, hparams, model, step) of a SavedModel written by export_saved_model: the model
+  is rebuilt from the exported config and hparams and takes the SavedModel's variables, so
+  tfvae's own code (e.g. the importance-weighted evaluation) can run on it."""
+  metadata = read_metadata(export_dir)
+  config = configs.get_config(metadata['config'])
+  hparams = config.hparams.override(**metadata['hparams'])
+  model = config.build_model(hparams)
+  model.build_variables()
+  # The SavedModel's variables are a checkpoint of VAEModule, whose `model` is the VAE.
+  status = tf.train.Checkpoint(model=model).read(
+      os.path.join(export_dir, 'variables', 'variables'))
+  status.assert_existing_objects_matched().expect_partial()
+  return config, hparams, model, int(metadata['step'])

@@ -194,7 +194,7 @@ def summary_images(model, x, num=16, seed=0):
   q = model.encode(x)
   z_posterior = q.mean() + q.stddev() * export.noise(tf.shape(q.mean()), seed)
   z_prior = export.noise([num, model.z_size], seed + 1)
-  decoded = model.decode(tf.concat([z_posterior, z_prior], 0)).mean().numpy()
+  decoded = model.decode_images(tf.concat([z_posterior, z_prior], 0)).numpy()
   count = int(rows)
   return {'reconstructions': _pairs_grid(x.numpy(), decoded[:count])[None],
           'prior_samples': image_grid(decoded[count:])[None]}

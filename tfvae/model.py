@@ -21,6 +21,12 @@ objective=iwae (Burda et al. 2015, K = L samples; no free bits, beta = 1):
     iwae      = log (1/K) sum_k w_k  =  logsumexp_k(log w_k) - log K     ([B], <= log p(x))
     loss      = -mean(iwae)
 
+objective=iwae_dreg: the same loss, differentiated with the doubly reparameterised estimator
+(Tucker et al. 2018): with normalised weights v_k = w_k / sum_j w_j, the decoder's gradient is
+sum_k v_k grad log w_k as for iwae, the encoder's sum_k v_k^2 (d log w_k / d z_k)(d z_k / d phi)
+with q's parameters held fixed inside log q: no score-function term, so its variance does not
+grow with K.
+
 IWAE with K = 1 is the ELBO with a one-sample estimate of the KL instead of the analytic one.
 Under free bits or beta != 1 the loss is not -ELBO, so the ELBO is reported on its own.
 """
@@ -36,7 +42,7 @@ from tfvae.hparams import HParams
 
 tfd = tfp.distributions
 
-OBJECTIVES = ('elbo', 'iwae')
+OBJECTIVES = ('elbo', 'iwae', 'iwae_dreg')
 
 
 def default_hparams():
@@ -47,6 +53,8 @@ def default_hparams():
       hidden_sizes=[500],           # MLP hidden layers (decoder uses them reversed)
       activation='tanh',            # hidden activation: tanh (the paper), relu, elu, ...
       conv_filters=[32, 64],        # conv encoder/decoder: one stride-2 layer per entry
+      autoregressive_units=500,     # autoregressive decoders: MADE units / PixelCNN features
+      autoregressive_window=7,      # PixelCNN decoder: side of its causal window (odd)
       likelihood='bernoulli',       # p(x|z): bernoulli or gaussian
       min_posterior_scale=1e-4,     # floor on q(z|x)'s sigma
       min_decoder_scale=1e-2,       # floor on the Gaussian decoder's sigma
@@ -65,6 +73,7 @@ def default_hparams():
       decay_rate=0.9999,            #      decay_rate**step + min_learning_rate
       min_learning_rate=1e-5,
       grad_clip=1e3,                # global-norm gradient clipping (0 turns it off)
+      ema_decay=0.0,                # Polyak averaging of the weights used to evaluate (0: off)
       jit_compile=True,             # XLA-compile the training step
       mixed_precision='none',       # none, bfloat16 or float16 (with loss scaling)
       early_stopping_patience=0,    # epochs without a better valid ELBO before stopping (0: off)
@@ -78,12 +87,12 @@ def check_objective(hparams):
     raise ValueError(f'unknown objective {hp.objective!r}; valid: {", ".join(OBJECTIVES)}')
   if hp.num_samples < 1:
     raise ValueError(f'num_samples must be at least 1, got {hp.num_samples}')
-  if hp.objective == 'iwae' and (hp.free_bits > 0 or hp.max_beta != 1 or hp.beta_rate != 0):
+  if hp.objective != 'elbo' and (hp.free_bits > 0 or hp.max_beta != 1 or hp.beta_rate != 0):
     raise ValueError(
-        'objective=iwae trains the importance-weighted bound itself: free bits and beta apply '
-        f'to objective=elbo only; got free_bits={hp.free_bits}, max_beta={hp.max_beta}, '
-        f'beta_rate={hp.beta_rate}; set free_bits=0,max_beta=1,beta_rate=0 or use '
-        'objective=elbo')
+        f'objective={hp.objective} trains the importance-weighted bound itself: free bits and '
+        f'beta apply to objective=elbo only; got free_bits={hp.free_bits}, max_beta='
+        f'{hp.max_beta}, beta_rate={hp.beta_rate}; set free_bits=0,max_beta=1,beta_rate=0 or '
+        'use objective=elbo')
 
 
 class Losses(NamedTuple):
@@ -127,22 +136,6 @@ def _std_normal_log_prob(x):
   return -0.5 * tf.reduce_sum(tf.square(x), -1) - 0.5 * x.shape[-1] * math.log(2 * math.pi)
 
 
-def _image_log_prob(p, x, num_samples):
-  """log p(x|z_k) [K, B] for a decoder distribution p with batch [K * B] (k-major) and
-  images x [B, H, W, C]."""
-  inner = p.distribution if isinstance(p, tfd.Independent) else None
-  if isinstance(inner, tfd.Bernoulli) and inner.logits is not None:
-    # The Bernoulli log-probability written out, sum(x * l - softplus(l)): the same value
-    # as tfd.Bernoulli.log_prob (for any x in [0, 1]) at under a third of its cost, with x
-    # broadcast over the samples rather than tiled. It dominates evaluation's run time.
-    pixels = math.prod(x.shape[1:])
-    logits = tf.reshape(inner.logits, [num_samples, -1, pixels])
-    x = tf.reshape(tf.cast(x, logits.dtype), [1, -1, pixels])
-    return tf.reduce_sum(x * logits - tf.nn.softplus(logits), -1)
-  tiled = tf.tile(x, [num_samples] + [1] * (x.shape.rank - 1))
-  return tf.reshape(p.log_prob(tiled), [num_samples, -1])
-
-
 class VAE(keras.layers.Layer):
   """An encoder, a decoder and a standard-normal prior, with the AEVB objective."""
 
@@ -167,7 +160,9 @@ class VAE(keras.layers.Layer):
     return [self.num_samples, batch_size, self.z_size]
 
   def build_variables(self):
-    """Creates every weight by running the model once on zeros."""
+    """Creates every weight by running the model once on zeros (the decoder first through
+    its own call, so that its weights are named under it)."""
+    self.decode(tf.zeros([1, self.z_size]))
     self.compute_losses(tf.zeros((1,) + self.image_shape), step=0,
                         eps=tf.zeros(self.noise_shape(1)))
 
@@ -184,25 +179,27 @@ class VAE(keras.layers.Layer):
     """z = mu + sigma * eps [..., B, z], differentiable in q's parameters."""
     return q.mean() + q.stddev() * eps
 
+  def decode_images(self, z):
+    """The images [B, H, W, C] pictures show for z [B, z_size]: the likelihood's mean, or an
+    autoregressive decoder's mean-field pass (see decoders.BaseDecoder.images)."""
+    return self.decoder.images(z)
+
   def sample(self, n, seed=None):
-    """n images from p(x|z) at z ~ p(z): the decoded means [n, H, W, C]."""
-    z = self.prior.sample(n, seed=seed)
-    return self.decode(z).mean()
+    """decode_images of n latents z ~ p(z), [n, H, W, C]."""
+    return self.decode_images(self.prior.sample(n, seed=seed))
 
   def sample_terms(self, x, q, eps):
     """SampleTerms for images x [B, H, W, C], their posterior q = encode(x) and standard-
-    normal noise eps [K, B, z_size]: z_k = mu + sigma * eps_k, decoded as one [K * B] batch.
+    normal noise eps [K, B, z_size]: z_k = mu + sigma * eps_k, log p(x|z_k) from
+    decoder.log_prob (x broadcast over the K samples).
 
     log q(z_k|x) is computed from eps (log N(eps; 0, I) - sum log sigma), which equals
     q.log_prob(z_k) without the cancellation in (z - mu) / sigma.
     """
-    x = tf.convert_to_tensor(x)
-    num_samples = eps.shape[0]
     z = self.reparameterize(q, eps)
-    p = self.decode(tf.reshape(z, [-1, self.z_size]))
     log_posterior = (_std_normal_log_prob(eps)
                      - tf.reduce_sum(tf.math.log(q.stddev()), -1))
-    return SampleTerms(log_likelihood=_image_log_prob(p, x, num_samples),
+    return SampleTerms(log_likelihood=self.decoder.log_prob(tf.convert_to_tensor(x), z),
                        log_prior=_std_normal_log_prob(z),
                        log_posterior=log_posterior)
 
@@ -227,6 +224,27 @@ class VAE(keras.layers.Layer):
                        f'must be [num_samples, batch, z_size] = {self.noise_shape(None)}')
     return eps
 
+  def _doubly_reparameterised_terms(self, x, q, eps):
+    """(SampleTerms, reweight) for objective=iwae_dreg: the values of sample_terms, but log
+    q(z_k|x) is taken with q's parameters held fixed, so that the encoder is reached only
+    through z_k = mu + sigma * eps_k, and the gradient along that path is multiplied by the
+    [K, B] tensor later passed to reweight (the normalised weights, known only after the
+    decoder has run; read when the gradient is taken)."""
+    scale = {}
+
+    @tf.custom_gradient
+    def reweighted(z):
+      return tf.identity(z), lambda dz: dz * scale['v'][..., tf.newaxis]
+
+    z = reweighted(self.reparameterize(q, eps))
+    mean, stddev = tf.stop_gradient(q.mean()), tf.stop_gradient(q.stddev())
+    terms = SampleTerms(
+        log_likelihood=self.decoder.log_prob(tf.convert_to_tensor(x), z),
+        log_prior=_std_normal_log_prob(z),
+        log_posterior=(_std_normal_log_prob((z - mean) / stddev)
+                       - tf.reduce_sum(tf.math.log(stddev), -1)))
+    return terms, lambda v: scale.update(v=v)
+
   def compute_losses(self, x, step, eps=None):
     """The objective's terms for images x [B, H, W, C] at training step `step`.
 
@@ -237,15 +255,26 @@ class VAE(keras.layers.Layer):
     hp = self.hparams
     q = self.encode(x)
     eps = self._noise(eps, tf.shape(x)[0])
-    terms = self.sample_terms(x, q, eps)
+    if hp.objective == 'iwae_dreg':
+      terms, reweight = self._doubly_reparameterised_terms(x, q, eps)
+    else:
+      terms = self.sample_terms(x, q, eps)
     r_loss = -tf.reduce_mean(terms.log_likelihood, 0)
     kl_div = tfd.kl_divergence(q, self.prior)
     elbo = -(r_loss + kl_div)
-    if hp.objective == 'iwae':
+    if hp.objective != 'elbo':
       iwae = (tf.reduce_logsumexp(terms.log_weights, 0)
               - math.log(float(self.num_samples)))
-      return Losses(loss=-tf.reduce_mean(iwae), r_loss=r_loss, kl_div=kl_div,
-                    kl_cost=kl_div, elbo=elbo, beta=tf.constant(1.0))
+      loss = -tf.reduce_mean(iwae)
+      if hp.objective == 'iwae_dreg':
+        # The value stays -mean(iwae); the gradient is that of -mean(sum_k v_k log w_k),
+        # with the encoder's path through z_k scaled by v_k once more.
+        v = tf.stop_gradient(tf.nn.softmax(terms.log_weights, axis=0))
+        reweight(v)
+        surrogate = -tf.reduce_mean(tf.reduce_sum(v * terms.log_weights, 0))
+        loss = tf.stop_gradient(loss) + surrogate - tf.stop_gradient(surrogate)
+      return Losses(loss=loss, r_loss=r_loss, kl_div=kl_div, kl_cost=kl_div, elbo=elbo,
+                    beta=tf.constant(1.0))
     free_nats = hp.free_bits * math.log(2.0)
     kl_cost = tf.maximum(kl_div - free_nats, 0.0)
     beta = beta_schedule(step, hp.beta_rate, hp.max_beta)

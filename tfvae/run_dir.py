@@ -62,10 +62,28 @@ class RunDir:
                         f'bin/train.py --run_dir={self.path}')
     return path
 
-  def restore_model(self, checkpoint=None):
-    """(config, hparams, model, step) from the latest (or given) checkpoint of this run."""
+  def checkpoint_path(self, which='latest'):
+    """The checkpoint called `which`: 'latest' (in train/), 'best' (in best/, kept when
+    training with early stopping) or a checkpoint path; RunDirError if there is none."""
+    if which == 'latest':
+      return self.latest_checkpoint()
+    if which == 'best':
+      path = tf.train.latest_checkpoint(self.best_dir)
+      if not path:
+        raise RunDirError(f'no checkpoint in {self.best_dir}: it is kept only by runs trained '
+                          'with early_stopping_patience > 0; use --checkpoint=latest')
+      return path
+    if not tf.io.gfile.exists(which + '.index'):
+      raise RunDirError(f'checkpoint {which!r} does not exist; use latest, best or a path '
+                        f'such as {os.path.join(self.train_dir, "ckpt-1000")}')
+    return which
+
+  def restore_model(self, checkpoint='latest'):
+    """(config, hparams, model, step) from the checkpoint `checkpoint` names (see
+    checkpoint_path; None means latest); the model holds the Polyak-averaged weights when the
+    run keeps them (hparams.ema_decay)."""
     config, hparams = self.load_config()
-    checkpoint = checkpoint or self.latest_checkpoint()
+    checkpoint = self.checkpoint_path(checkpoint or 'latest')
     model = config.build_model(hparams)
     model.build_variables()
     optimizer = optimization.make_optimizer(hparams)
@@ -73,6 +91,7 @@ class RunDir:
     step = tf.Variable(0, dtype=tf.int64, trainable=False)
     status = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step).restore(checkpoint)
     status.assert_existing_objects_matched().expect_partial()
+    optimization.load_averaged_weights(optimizer, model.trainable_variables)
     return config, hparams, model, int(step.numpy())
 
 

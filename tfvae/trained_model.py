@@ -94,7 +94,8 @@ class TrainedModel:
     return out['mean'], out['stddev'], out['z']
 
   def decode(self, z):
-    """The likelihood's mean [B, H, W, C] at latents z [B, z_size]."""
+    """The decoded images [B, H, W, C] at latents z [B, z_size]: the likelihood's mean (an
+    autoregressive decoder's mean-field pass; see VAE.decode_images)."""
     return self._call('decode', z=self._latents(z))['x']
 
   def sample(self, n, temperature=1.0, seed=None):

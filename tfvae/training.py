@@ -6,8 +6,11 @@ replicas, so the update equals the single-device update on the whole batch. The 
 eps of z = mu + sigma * eps is drawn for the global batch from a stateless seed
 (seed, step) and sliced per replica, so runs are reproducible on any number of replicas.
 
-The training split lives on the device once (uint8); the input pipeline only yields
-shuffled index batches, and the compiled step gathers and scales its own batch.
+The training split lives on the device once (uint8). The host computes the index batches
+of the next `steps_per_loop` steps (a pure function of (seed, step), see
+`data.index_batches`) and passes them in one [steps_per_loop, B] tensor; each replica gathers
+and scales its own rows. On one replica the whole loop of steps (gather, forward, backward,
+clipping, optimiser) is a single XLA computation, so the host is not involved between steps.
 """
 
 import math
@@ -81,7 +84,8 @@ class Trainer:
       keras.mixed_precision.set_global_policy('float32')
     train = data.load_split(config.dataset, 'train', data_dir)
     self._info = train.info
-    self.steps_per_epoch = max(len(train.images) // hparams.batch_size, 1)
+    self._num_examples = len(train.images)
+    self.steps_per_epoch = data.steps_per_epoch(self._num_examples, hparams.batch_size)
     with self.strategy.scope():
       # Multi-worker variables are initialised by a collective broadcast, which has no uint8.
       images = train.images.astype(np.int32) if self._multi_worker else train.images
@@ -101,13 +105,13 @@ class Trainer:
                                               max_to_keep=checkpoints_to_keep)
     self.best_manager = tf.train.CheckpointManager(
         self.checkpoint, self._scratch or self.run_dir.best_dir, max_to_keep=1)
-    fuse = hparams.jit_compile and replicas == 1
-    # XLA compiles the whole step on one replica; across replicas only the forward and
-    # backward pass (the optimiser's cross-replica update cannot be inside XLA there).
+    self._fused = hparams.jit_compile and replicas == 1
+    # On one replica XLA compiles the whole loop of steps; across replicas only each step's
+    # forward and backward pass (the optimiser's cross-replica update cannot be inside XLA).
     self._gradients = (tf.function(self._compute_gradients, jit_compile=True)
-                       if hparams.jit_compile and not fuse else self._compute_gradients)
-    self._replica_step = (tf.function(self._replica_step_fn, jit_compile=True) if fuse
-                          else self._replica_step_fn)
+                       if hparams.jit_compile and not self._fused else self._compute_gradients)
+    self._fused_loop = (tf.function(self._fused_loop_fn, jit_compile=True) if self._fused
+                        else None)
     self._train_loop = tf.function(self._train_loop_fn)
 
   @property
@@ -125,10 +129,12 @@ class Trainer:
   # The step, as it runs on each replica.
 
   def _compute_gradients(self, indices, step, replica_id):
-    """Gradients of this replica's share of the loss, and its metrics [len(SCALARS) - 2]."""
+    """Gradients of this replica's share of the loss on the global index batch [B], and its
+    metrics [len(SCALARS) - 2]."""
     hp = self.hparams
     replicas = tf.distribute.get_replica_context().num_replicas_in_sync
-    local_batch = indices.shape[0]
+    local_batch = hp.batch_size // replicas
+    indices = tf.slice(indices, [replica_id * local_batch], [local_batch])
     x = data.to_float(tf.gather(self._images, indices), self._info, hp.binarize,
                       _seed_pair(self.seed, step, replica_id, 1))
     eps = tf.random.stateless_normal(self.model.noise_shape(local_batch * replicas),
@@ -147,8 +153,8 @@ class Trainer:
                         tf.reduce_mean(losses.elbo)])
     return grads, metrics / tf.cast(replicas, tf.float32)
 
-  def _replica_step_fn(self, indices):
-    """One update from this replica's index batch; returns the global metrics [SCALARS]."""
+  def _replica_step(self, indices):
+    """One update from the global index batch [B]; returns the global metrics [SCALARS]."""
     ctx = tf.distribute.get_replica_context()
     replicas = ctx.num_replicas_in_sync
     step = tf.convert_to_tensor(self._step)
@@ -169,25 +175,28 @@ class Trainer:
     self._step.assign_add(1)
     return tf.concat([metrics, [learning_rate, global_norm]], axis=0)
 
-  def _train_loop_fn(self, iterator, num_steps):
-    """Runs num_steps steps; returns the metrics [SCALARS] averaged over them (non-finite if
-    any step's were)."""
+  def _fused_loop_fn(self, indices, num_steps):
+    """One replica, one XLA computation: steps with indices[0 .. num_steps - 1] ([n, B]);
+    returns the sum of their metrics [SCALARS]."""
     sums = tf.zeros([len(SCALARS)])
-    for _ in tf.range(num_steps):
-      per_replica = self.strategy.run(self._replica_step, (next(iterator),))
-      sums += self.strategy.experimental_local_results(per_replica)[0]
+    for i in tf.range(num_steps):
+      sums += self._replica_step(indices[i])
+    return sums
+
+  def _train_loop_fn(self, indices, num_steps):
+    """Runs num_steps steps on the index batches indices [n >= num_steps, B]; returns the
+    metrics [SCALARS] averaged over them (non-finite if any step's were)."""
+    if self._fused:
+      per_replica = self.strategy.run(self._fused_loop, (indices, num_steps))
+      sums = self.strategy.experimental_local_results(per_replica)[0]
+    else:
+      sums = tf.zeros([len(SCALARS)])
+      for i in tf.range(num_steps):
+        per_replica = self.strategy.run(self._replica_step, (indices[i],))
+        sums += self.strategy.experimental_local_results(per_replica)[0]
     return sums / tf.cast(num_steps, tf.float32)
 
   # The host loop.
-
-  def _dataset(self):
-    def dataset_fn(input_context):
-      return data.index_dataset(
-          self.config.dataset, 'train', self.hparams.batch_size, data_dir=self.data_dir,
-          shuffle=True, repeat=True, seed=self.seed + self.step, drop_remainder=True,
-          input_context=input_context).prefetch(tf.data.AUTOTUNE)
-
-    return self.strategy.distribute_datasets_from_function(dataset_fn)
 
   def _any_worker(self, *flags):
     """Each flag OR-ed over the workers, so that every worker saves or stops together."""
@@ -198,15 +207,16 @@ class Trainer:
     return tuple(bool(v > 0) for v in total)
 
   def train(self, num_steps, log_every_n_steps=100, steps_per_loop=100,
-            checkpoint_every_secs=60.0, image_every_n_steps=0):
+            checkpoint_every_secs=60.0, image_every_n_steps=0, max_train_seconds=0.0):
     """Trains until step `num_steps`, resuming from the latest checkpoint if there is one.
 
     Logs progress every log_every_n_steps; checkpoints every checkpoint_every_secs, at
     the end and when stopped by SIGINT/SIGTERM; validates every epoch when
     hparams.early_stopping_patience > 0 (keeping the best checkpoint in run_dir/best and
-    stopping after that many epochs without a better validation ELBO); raises
+    stopping after that many epochs without a better validation ELBO); stops with a
+    checkpoint once max_train_seconds (> 0) of training have passed in this call; raises
     NonFiniteLossError (keeping the last good checkpoint) if the loss stops being finite.
-    Returns the reason it stopped: 'done', 'signal' or 'early_stopping'.
+    Returns the reason it stopped: 'done', 'signal', 'early_stopping' or 'time_budget'.
     """
     restored = self.restore()
     if restored:
@@ -222,8 +232,8 @@ class Trainer:
         tf.summary.text('hparams', _hparams_markdown(self.config, self.hparams))
     patience = self.hparams.early_stopping_patience
     validator = self._make_validator() if patience else None
-    iterator = iter(self._dataset())
     window, last_save, reason = _Window(), time.time(), 'done'
+    deadline = time.time() + max_train_seconds if max_train_seconds > 0 else math.inf
     logging.info('Training %s to step %d: batch %d, %s.', self.config.name, num_steps,
                  self.hparams.batch_size, strategies.describe(self.strategy))
     with _StopSignal() as stop:
@@ -233,7 +243,10 @@ class Trainer:
         if validator:
           boundaries.append((step // self.steps_per_epoch + 1) * self.steps_per_epoch)
         n = min(steps_per_loop, min(boundaries) - step)
-        metrics = self._train_loop(iterator, tf.constant(n)).numpy()
+        # Always steps_per_loop rows, so the loop compiles once; only n of them are used.
+        indices = data.index_batches(self._num_examples, self.hparams.batch_size, self.seed,
+                                     step, steps_per_loop)
+        metrics = self._train_loop(tf.constant(indices), tf.constant(n)).numpy()
         # Only the loss: float16 loss scaling has non-finite gradients (skipped steps).
         if not np.isfinite(metrics[SCALARS.index('loss')]):
           last = self.manager.latest_checkpoint
@@ -244,7 +257,7 @@ class Trainer:
         window.add(n, dict(zip(SCALARS, metrics.tolist())))
         step += n
         if step % log_every_n_steps == 0 or step == num_steps:
-          self._report(writer, window, step, num_steps)
+          self._report(writer, window, step, num_steps, deadline)
           window = _Window()
         if image_every_n_steps and step % image_every_n_steps < n:
           self._write_images(writer, step)
@@ -253,7 +266,12 @@ class Trainer:
             logging.info('Early stopping: no better validation ELBO for %d epochs.', patience)
             reason = 'early_stopping'
         due = step == num_steps or time.time() - last_save >= checkpoint_every_secs
-        stopped, due = self._any_worker(stop.requested, due)
+        stopped, due, out_of_time = self._any_worker(stop.requested, due,
+                                                     time.time() >= deadline)
+        if out_of_time and reason == 'done' and step < num_steps:
+          logging.info('Time budget of %.1f minutes used up at step %d.',
+                       max_train_seconds / 60, step)
+          reason = 'time_budget'
         if stopped:
           reason = 'signal'
         if due or reason != 'done':
@@ -271,11 +289,13 @@ class Trainer:
       shutil.rmtree(self._scratch, ignore_errors=True)
     return reason
 
-  def _report(self, writer, window, step, num_steps):
-    """Logs a progress line and writes the window's scalars to TensorBoard."""
+  def _report(self, writer, window, step, num_steps, deadline=math.inf):
+    """Logs a progress line (time left: to num_steps or the deadline, whichever is first)
+    and writes the window's scalars to TensorBoard."""
     means = window.means()
     examples_per_sec = window.steps * self.hparams.batch_size / max(window.seconds(), 1e-9)
-    remaining = (num_steps - step) * self.hparams.batch_size / max(examples_per_sec, 1e-9)
+    remaining = min((num_steps - step) * self.hparams.batch_size / max(examples_per_sec, 1e-9),
+                    max(deadline - time.time(), 0.0))
     logging.info('step %d/%d  loss %.3f  elbo %.3f  kl %.2f bits  beta %.3f  '
                  '%.0f examples/sec  %s left', step, num_steps, means['loss'],
                  means['elbo'], means['losses/kl_bits'], means['losses/kl_beta'],
@@ -305,7 +325,8 @@ class Trainer:
   def _validate(self, validator, writer, step):
     """Validation ELBO at an epoch's end; saves the best checkpoint; returns the number of
     epochs since the last improvement."""
-    result = validator()
+    with optimization.use_averaged_weights(self.optimizer, self.model.trainable_variables):
+      result = validator()
     improved = result['elbo'] > float(self._best_elbo.numpy())
     if improved:
       self._best_elbo.assign(result['elbo'])

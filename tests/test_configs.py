@@ -1,0 +1,28 @@
+"""Every named config builds its model, computes a finite loss and draws images."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfvae import configs
+from tfvae import data
+
+
+@pytest.mark.parametrize('name', sorted(configs.CONFIG_MAP))
+def test_every_config_builds_and_computes_a_finite_loss(name):
+  config = configs.get_config(name)
+  model = config.build_model()
+  model.build_variables()
+  shape = data.dataset_info(config.dataset).image_shape
+  assert model.image_shape == shape and model.z_size == config.hparams.z_size
+  x = tf.cast(tf.random.stateless_uniform((2,) + shape, [1, 2]) < 0.3, tf.float32)
+  losses = model.compute_losses(x, 1)
+  assert np.isfinite(losses.loss.numpy()) and losses.elbo.shape == (2,)
+  images = model.decode_images(tf.random.stateless_normal([2, model.z_size], [3, 4])).numpy()
+  assert images.shape == (2,) + shape and 0 <= images.min() and images.max() <= 1
+
+
+def test_unknown_config_lists_the_valid_ones():
+  with pytest.raises(configs.ConfigError, match="unknown config 'mnist'; valid configs: "
+                     'binarized_mnist_fc, binarized_mnist_gated'):
+    configs.get_config('mnist')
