@@ -42,6 +42,10 @@ def _config(name, description, encoder, decoder, dataset, **hparams):
 
 
 _PAPER_MNIST = dict(z_size=20, hidden_sizes=[500], activation='tanh', batch_size=100)
+# Gated 300-300 MLPs, z 40, Adam 1e-3 decaying to 1e-4, weight averaging, early stopping.
+_GATED = dict(z_size=40, hidden_sizes=[300, 300], activation='glu', batch_size=100,
+              learning_rate=1e-3, decay_rate=0.99999, min_learning_rate=1e-4,
+              early_stopping_patience=30, ema_decay=0.999)
 
 CONFIG_MAP = {c.name: c for c in [
     _config('mnist_fc',
@@ -60,24 +64,18 @@ CONFIG_MAP = {c.name: c for c in [
             'A strong single-stochastic-layer VAE with a standard-normal prior: gated 300-300 '
             'MLPs, 40-D latent, trained on the IWAE bound (K=20) with doubly reparameterised '
             'gradients, weight averaging and early stopping on the validation ELBO.',
-            encoders.MLPEncoder, decoders.MLPDecoder, 'binarized_mnist', z_size=40,
-            hidden_sizes=[300, 300], activation='glu', objective='iwae_dreg', num_samples=20,
-            batch_size=100, learning_rate=1e-3, decay_rate=0.99999, min_learning_rate=1e-4,
-            early_stopping_patience=50, ema_decay=0.999),
+            encoders.MLPEncoder, decoders.MLPDecoder, 'binarized_mnist', objective='iwae_dreg',
+            num_samples=20, **dict(_GATED, early_stopping_patience=50)),
     _config('binarized_mnist_made',
             'The gated encoder of binarized_mnist_gated and an autoregressive MADE decoder, '
             'p(x|z) = prod_d p(x_d | x_<d, z), on the ELBO with early stopping.',
-            encoders.MLPEncoder, autoregressive.MADEDecoder, 'binarized_mnist', z_size=40,
-            hidden_sizes=[300, 300], activation='glu', autoregressive_units=500,
-            batch_size=100, learning_rate=1e-3, decay_rate=0.99999, min_learning_rate=1e-4,
-            early_stopping_patience=30, ema_decay=0.999),
+            encoders.MLPEncoder, autoregressive.MADEDecoder, 'binarized_mnist',
+            autoregressive_units=500, **_GATED),
     _config('binarized_mnist_pixelcnn',
             'The gated encoder of binarized_mnist_gated and a shallow PixelCNN decoder: '
             'causal 7x7 window features weighed by z, on the ELBO with early stopping.',
-            encoders.MLPEncoder, autoregressive.PixelCNNDecoder, 'binarized_mnist', z_size=40,
-            hidden_sizes=[300, 300], activation='glu', autoregressive_units=16,
-            autoregressive_window=7, batch_size=100, learning_rate=1e-3, decay_rate=0.99999,
-            min_learning_rate=1e-4, early_stopping_patience=30, ema_decay=0.999),
+            encoders.MLPEncoder, autoregressive.PixelCNNDecoder, 'binarized_mnist',
+            autoregressive_units=16, autoregressive_window=7, **_GATED),
     _config('mnist_conv',
             'Convolutional encoder/decoder (32, 64 filters), Bernoulli decoder, '
             'dynamically binarised MNIST.',
