@@ -15,7 +15,9 @@ tfvae's figure for a round is the median `examples/sec` of its log windows (100 
 leaving out the first (XLA compilation); the peer's is the `examples_per_sec` of its final JSON
 line (median over epochs after the first). The figure reported for each run is the median over
 rounds. It also reports the peak memory (max RSS) of each child, runs
-`matmul_ceiling.py` once for the arch and gives tfvae's fraction of that ceiling.
+`matmul_ceiling.py` once for the arch and gives tfvae's fraction of that ceiling. That ceiling
+is torch's GEMM rate (MKL); it also times the same 1024^3 float32 GEMM in TensorFlow (XLA) and
+gives the ceiling at that rate, the bound for tfvae itself.
 
 --overhead trains the paper arch twice per round instead: with the trainer's default rates
 (--log_every_n_steps=100 --checkpoint_every_secs=60 --image_every_n_steps=1000) and with all of
@@ -76,6 +78,8 @@ flags.DEFINE_boolean('overhead', False, 'Measure the cost of the default logging
 flags.DEFINE_boolean('iw', False, 'Time the importance-weighted log-likelihood instead.')
 flags.DEFINE_integer('iw_k', 5000, 'Importance samples per image for --iw.', lower_bound=1)
 flags.DEFINE_integer('iw_examples', 10000, 'Test images for --iw.', lower_bound=1)
+flags.DEFINE_string('tfvae_hparams', '', 'Extra hparams for tfvae\'s runs, appended to the '
+                    'arch\'s (e.g. mixed_precision=bfloat16); the peer is unchanged.')
 flags.DEFINE_boolean('verbose', False, 'Echo the children\'s output.')
 
 ARCHS = {
@@ -167,8 +171,9 @@ def run_tfvae(arch, num_steps, extra_flags=()):
   cmd = [FLAGS.tfvae_python, os.path.join(ROOT, 'bin', 'train.py'),
          '--config=binarized_mnist_fc', f'--data_dir={FLAGS.data_dir}',
          f'--run_dir={run_dir}', f'--num_steps={num_steps}']
-  if arch['hparams']:
-    cmd.append(f'--hparams={arch["hparams"]}')
+  hparams = ','.join(h for h in (arch['hparams'], FLAGS.tfvae_hparams) if h)
+  if hparams:
+    cmd.append(f'--hparams={hparams}')
   cmd += list(extra_flags)
   try:
     lines, rc, seconds, rss = run_child(cmd, timeout=max(600, 20 * FLAGS.seconds))
@@ -248,6 +253,33 @@ def run_ceiling(arch):
   return out
 
 
+# The same 1024^3 float32 GEMM timed in TensorFlow (XLA), in tfvae's Python.
+TF_GEMM = '''
+import json, time, tensorflow as tf
+x = tf.random.normal([1024, 1024], seed=1)
+f = tf.function(lambda a: tf.matmul(a, a), jit_compile=True)
+f(x).numpy()
+rates = []
+for _ in range(5):
+  start = time.perf_counter()
+  for _ in range(20):
+    y = f(x)
+  y.numpy()
+  rates.append(20 * 2 * 1024 ** 3 / (time.perf_counter() - start) / 1e9)
+print(json.dumps(dict(gflops=round(max(rates), 1))))
+'''
+
+
+def run_tf_gemm():
+  """GFLOP/s of TensorFlow's float32 1024^3 GEMM, or None."""
+  lines, rc, _, _ = run_child([FLAGS.tfvae_python, '-c', TF_GEMM], timeout=600)
+  out = last_json(lines)
+  if rc or not out:
+    print(f'  TensorFlow GEMM timing failed (rc {rc}):\n' + tail(lines), flush=True)
+    return None
+  return out['gflops']
+
+
 # Reporting
 
 
@@ -311,7 +343,8 @@ def throughput(_):
   load_before = loadavg()
   print(f'arch {FLAGS.arch}: 784-{"-".join([str(arch["hidden"])] * arch["layers"])}-'
         f'{arch["z"]} {arch["act"]}, batch {arch["batch"]}; tfvae {num_steps} steps, peer '
-        f'{epochs} epochs; {FLAGS.rounds} rounds; load average {load_before}', flush=True)
+        f'{epochs} epochs; {FLAGS.rounds} rounds; load average {load_before}'
+        + (f'; tfvae hparams {FLAGS.tfvae_hparams}' if FLAGS.tfvae_hparams else ''), flush=True)
   per_round = []
   for i in range(1, FLAGS.rounds + 1):
     results = {}
@@ -328,6 +361,7 @@ def throughput(_):
   if FLAGS.ceiling and not missing:
     print('matmul ceiling', flush=True)
     ceiling = run_ceiling(arch)
+  tf_gflops = run_tf_gemm() if FLAGS.ceiling else None
   load_after = loadavg()
 
   print_rounds(names, per_round)
@@ -350,9 +384,16 @@ def throughput(_):
           f'{fmt(ratio(tf_rate, ceil_big), ".1%")}')
     print(f'  ceiling (layer GEMM rate)    {fmt(ceil_layer):>10}   tfvae at '
           f'{fmt(ratio(tf_rate, ceil_layer), ".1%")}')
+  ceil_tf = None
+  if ceiling and tf_gflops:
+    ceil_tf = round(tf_gflops * 1e9 / ceiling['train_flops_per_example_3x'])
+    print(f'  ceiling (TF\'s own GEMM rate) {fmt(ceil_tf):>10}   tfvae at '
+          f'{fmt(ratio(tf_rate, ceil_tf), ".1%")}   (TF 1024^3 GEMM {tf_gflops} GFLOP/s, '
+          f'torch {ceiling["gflops"].get("1024x1024 @ 1024x1024")})')
   print(f'  load average before/after    {load_before} / {load_after}')
   result = dict(
       bench='throughput', arch=FLAGS.arch, batch=arch['batch'], rounds=FLAGS.rounds,
+      tfvae_hparams=FLAGS.tfvae_hparams,
       tfvae_num_steps=num_steps, peer_epochs=epochs, threads=FLAGS.threads,
       peer_skipped=missing,
       examples_per_sec={n: medians[n] for n in names},
@@ -364,6 +405,8 @@ def throughput(_):
       tfvae_fraction_of_ceiling_big_gemm=ratio(tf_rate, ceil_big),
       tfvae_fraction_of_ceiling_layer_gemm=ratio(tf_rate, ceil_layer),
       ceiling_gflops=ceiling and ceiling['gflops'],
+      tf_gemm_gflops=tf_gflops, ceiling_examples_per_sec_tf_gemm=ceil_tf,
+      tfvae_fraction_of_ceiling_tf_gemm=ratio(tf_rate, ceil_tf),
       peak_rss_gib=peaks,
       torch=next((r['peer plain'].get('torch') for r in per_round if 'peer plain' in r), None),
       load_average=[load_before, load_after], commit=commit(),
