@@ -361,7 +361,7 @@ def throughput(_):
   if FLAGS.ceiling and not missing:
     print('matmul ceiling', flush=True)
     ceiling = run_ceiling(arch)
-  tf_gflops = run_tf_gemm() if FLAGS.ceiling else None
+  tf_gflops = run_tf_gemm() if ceiling else None
   load_after = loadavg()
 
   print_rounds(names, per_round)

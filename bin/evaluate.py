@@ -60,11 +60,6 @@ def main(argv):
   if len(argv) > 1:
     raise ValueError(f'unexpected arguments {argv[1:]}; flags look like --name=value')
   logging.set_verbosity(logging.INFO)
-  if bool(FLAGS.run_dir) == bool(FLAGS.saved_model):
-    raise ValueError('give exactly one of --run_dir=DIR (a training run) and '
-                     '--saved_model=DIR (an export)')
-  if FLAGS.saved_model and FLAGS.checkpoint != 'latest':
-    raise ValueError('--checkpoint applies to --run_dir only; a SavedModel holds one model')
   results = evaluation.evaluate_run(
       FLAGS.run_dir or None, saved_model=FLAGS.saved_model or None, split=FLAGS.split,
       num_importance_samples=FLAGS.num_importance_samples, data_dir=FLAGS.data_dir,

@@ -174,6 +174,11 @@ class MADEDecoder(AutoregressiveDecoder):
     self._units_to_logits = MaskedDense(degrees, pixels, strict=True, name='units_to_logits')
     self._pixels_to_logits = MaskedDense(pixels, pixels, strict=True, name='pixels_to_logits')
     self._context_to_logits = keras.layers.Dense(self._num_pixels, name='context_to_logits')
+    self._units = hparams.autoregressive_units
+
+  def floats_per_sample(self):
+    """BaseDecoder's estimate plus MADE's hidden units."""
+    return super().floats_per_sample() + 4 * self._units
 
   def features(self, x):
     """((M_in * W_in) x [..., A'], (M_dir * W_dir) x [..., D]) for images x [..., H, W, C]."""

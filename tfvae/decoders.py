@@ -97,6 +97,7 @@ class BaseDecoder(keras.layers.Layer, metaclass=abc.ABCMeta):
     super().__init__(**kwargs)
     self.image_shape = tuple(image_shape)
     self.likelihood = make_likelihood(hparams)
+    self._hidden_sizes = list(hparams.hidden_sizes)
 
   @abc.abstractmethod
   def call(self, z):
@@ -113,6 +114,12 @@ class BaseDecoder(keras.layers.Layer, metaclass=abc.ABCMeta):
   def sample(self, z, seed=None):
     """x ~ p(x|z), [B, H, W, C]."""
     return self(z).sample(seed=seed)
+
+  def floats_per_sample(self):
+    """A rough upper estimate of the float32 values log_prob keeps live per latent sample
+    (its hidden activations and pixel parameters); it sizes evaluation's chunks."""
+    return (4 * math.prod(self.image_shape) * self.likelihood.num_params
+            + 2 * sum(self._hidden_sizes))
 
 
 class FactorisedDecoder(BaseDecoder):
@@ -170,6 +177,7 @@ class ConvDecoder(FactorisedDecoder):
     super().__init__(hparams, image_shape, **kwargs)
     act = activation(hparams.activation)
     filters = list(hparams.conv_filters)
+    self._max_filters = max(filters)
     factor = 2 ** len(filters)
     height, width, channels = self.image_shape
     if height % factor or width % factor:
@@ -189,6 +197,10 @@ class ConvDecoder(FactorisedDecoder):
         for i, f in enumerate(hidden_filters)] + [
         keras.layers.Conv2DTranspose(channels * self.likelihood.num_params, 3, strides=2,
                                      padding='same', name=f'deconv_{len(hidden_filters)}')])
+
+  def floats_per_sample(self):
+    """BaseDecoder's estimate plus the transposed convolutions' feature maps."""
+    return super().floats_per_sample() + 2 * math.prod(self.image_shape) * self._max_filters
 
   def pixel_params(self, z):
     h = tf.reshape(self._project(self._dense(z)), (-1,) + self._start_shape)

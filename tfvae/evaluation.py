@@ -122,12 +122,7 @@ def _bytes_per_sample(model):
   """A rough upper estimate of the float32 activations one decoded sample keeps live."""
   if model is None:
     return 16 * 1024
-  hp = model.hparams
-  pixels = math.prod(model.image_shape)
-  params = 2 if hp.likelihood == 'gaussian' else 1
-  conv = 2 * pixels * max(hp.conv_filters) if 'Conv' in type(model.decoder).__name__ else 0
-  made = 4 * hp.autoregressive_units if 'MADE' in type(model.decoder).__name__ else 0
-  return 4 * (4 * pixels * params + 2 * sum(hp.hidden_sizes) + 8 * hp.z_size + conv + made)
+  return 4 * (model.decoder.floats_per_sample() + 8 * model.z_size)
 
 
 # Compiled batch functions, per model and (num_samples, chunk_size).
@@ -296,7 +291,10 @@ def evaluate_run(run_dir=None, split='test', num_importance_samples=5000, data_d
   active_units and elbo to TensorBoard under run_dir/eval at the checkpoint's step (runs
   only), and returns the results (with config, split, step)."""
   if (run_dir is None) == (saved_model is None):
-    raise ValueError('give exactly one of --run_dir and --saved_model')
+    raise ValueError('give exactly one of --run_dir=DIR (a training run) and '
+                     '--saved_model=DIR (an export)')
+  if saved_model is not None and checkpoint not in (None, 'latest'):
+    raise ValueError('--checkpoint applies to --run_dir only; a SavedModel holds one model')
   if saved_model is not None:
     config, hparams, model, step = export.restore_model(saved_model)
     write_summaries = False

@@ -196,9 +196,13 @@ class VAE(keras.layers.Layer):
     log q(z_k|x) is computed from eps (log N(eps; 0, I) - sum log sigma), which equals
     q.log_prob(z_k) without the cancellation in (z - mu) / sigma.
     """
-    z = self.reparameterize(q, eps)
     log_posterior = (_std_normal_log_prob(eps)
                      - tf.reduce_sum(tf.math.log(q.stddev()), -1))
+    return self._terms(x, self.reparameterize(q, eps), log_posterior)
+
+  def _terms(self, x, z, log_posterior):
+    """SampleTerms for images x [B, H, W, C], latents z [K, B, z_size] and their
+    log q(z_k|x) [K, B]."""
     return SampleTerms(log_likelihood=self.decoder.log_prob(tf.convert_to_tensor(x), z),
                        log_prior=_std_normal_log_prob(z),
                        log_posterior=log_posterior)
@@ -238,12 +242,9 @@ class VAE(keras.layers.Layer):
 
     z = reweighted(self.reparameterize(q, eps))
     mean, stddev = tf.stop_gradient(q.mean()), tf.stop_gradient(q.stddev())
-    terms = SampleTerms(
-        log_likelihood=self.decoder.log_prob(tf.convert_to_tensor(x), z),
-        log_prior=_std_normal_log_prob(z),
-        log_posterior=(_std_normal_log_prob((z - mean) / stddev)
-                       - tf.reduce_sum(tf.math.log(stddev), -1)))
-    return terms, lambda v: scale.update(v=v)
+    log_posterior = (_std_normal_log_prob((z - mean) / stddev)
+                     - tf.reduce_sum(tf.math.log(stddev), -1))
+    return self._terms(x, z, log_posterior), lambda v: scale.update(v=v)
 
   def compute_losses(self, x, step, eps=None):
     """The objective's terms for images x [B, H, W, C] at training step `step`.

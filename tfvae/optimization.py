@@ -11,7 +11,6 @@ model (validation, evaluation, export), and training carries on from the raw wei
 
 import contextlib
 
-
 import keras
 import tensorflow as tf
 
