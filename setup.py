@@ -11,8 +11,11 @@ setuptools.setup(
     python_requires='>=3.10',
     # configs/ is top level in the source tree but installs as tfvae.configs, so no
     # top-level package named `configs` lands in site-packages.
-    packages=['tfvae', 'tfvae.configs'],
+    packages=['tfvae', 'tfvae.cli', 'tfvae.configs'],
     package_dir={'tfvae': 'tfvae', 'tfvae.configs': 'configs'},
+    entry_points={'console_scripts': [
+        f'tfvae-{tool}=tfvae.cli.{tool}:run' for tool in ('train', 'evaluate', 'sample', 'export')
+    ]},
     install_requires=[
         'tensorflow==2.21.0',
         'tensorflow-probability==0.25.0',
@@ -24,6 +27,7 @@ setuptools.setup(
         'absl-py>=2.1',
         'numpy>=1.26,<3',
         'scipy>=1.11',                 # Frey Face's .mat file
+        'matplotlib==3.11.2',          # figures: the latent scatter, the paper's figure 2
     ],
     extras_require={'test': ['pytest>=8']},
 )

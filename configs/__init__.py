@@ -6,7 +6,6 @@ Installed as `tfvae.configs`. `get_config(name)` returns one; `CONFIG_MAP` lists
 import dataclasses
 
 from tfvae import autoregressive
-from tfvae import data
 from tfvae import decoders
 from tfvae import encoders
 from tfvae.hparams import HParams
@@ -26,12 +25,10 @@ class Config:
   encoder: type        # an encoders.BaseEncoder subclass
   decoder: type        # a decoders.BaseDecoder subclass
   hparams: HParams
-  dataset: str         # a name in tfvae.data.DATASET_NAMES
+  dataset: str         # a dataset spec (tfvae.sources): a built-in name, tfds:, folder:, ...
 
-  def build_model(self, hparams=None):
-    """A VAE for this config's dataset, with `hparams` (default: the config's)."""
-    hparams = hparams or self.hparams
-    image_shape = data.dataset_info(self.dataset).image_shape
+  def build_model(self, hparams, image_shape):
+    """A VAE with `hparams` for images of shape image_shape [H, W, C]."""
     return VAE(self.encoder(hparams, image_shape, name='encoder'),
                self.decoder(hparams, image_shape, name='decoder'), hparams, name='vae')
 
@@ -46,6 +43,14 @@ _PAPER_MNIST = dict(z_size=20, hidden_sizes=[500], activation='tanh', batch_size
 _GATED = dict(z_size=40, hidden_sizes=[300, 300], activation='glu', batch_size=100,
               learning_rate=1e-3, decay_rate=0.99999, min_learning_rate=1e-4,
               early_stopping_patience=30, ema_decay=0.999)
+
+# Colour (or any 8-bit) images: stride-2 convolutions 32-64-128, a dense layer of 512, z 64,
+# five discretised logistics per sub-pixel. Without XLA: on CPUs TensorFlow's own kernels run
+# the mixture's transcendentals 2.4x faster (conv_vae on 28x28x3 at batch 64: 0.23 s a step
+# against 0.55 s compiled).
+_COLOUR_CONV = dict(z_size=64, hidden_sizes=[512], activation='relu', conv_filters=[32, 64, 128],
+                    likelihood='logistic_mixture', num_mixtures=5, batch_size=64,
+                    jit_compile=False)
 
 CONFIG_MAP = {c.name: c for c in [
     _config('mnist_fc',
@@ -86,6 +91,19 @@ CONFIG_MAP = {c.name: c for c in [
             'greyscale intensities.',
             encoders.ConvEncoder, decoders.ConvDecoder, 'fashion_mnist',
             z_size=32, hidden_sizes=[256], activation='relu', conv_filters=[32, 64]),
+    _config('conv_vae',
+            'A convolutional VAE for your own images at any size and channel count: pass '
+            '--dataset=folder:PATH (or npz:, npy:, tfds:NAME) and --hparams=image_size=N; '
+            'a discretised logistic mixture likelihood on the 8-bit values.',
+            encoders.ConvEncoder, decoders.ConvDecoder, '', **_COLOUR_CONV),
+    _config('cifar10_conv',
+            'conv_vae on CIFAR-10 (32x32 RGB, through TFDS), with a discretised logistic '
+            'mixture likelihood: bits/dim comparable with published figures.',
+            encoders.ConvEncoder, decoders.ConvDecoder, 'tfds:cifar10', **_COLOUR_CONV),
+    _config('celeb_a_64_conv',
+            'conv_vae on CelebA faces (through TFDS) resized and centre-cropped to 64x64 RGB.',
+            encoders.ConvEncoder, decoders.ConvDecoder, 'tfds:celeb_a',
+            **dict(_COLOUR_CONV, image_size=64, conv_filters=[32, 64, 128, 256], z_size=128)),
     _config('frey_face_fc',
             "The paper's Frey Face model: 200 tanh hidden units, Gaussian decoder with a "
             'sigmoid mean, 10-D latent.',

@@ -1,5 +1,7 @@
 """Shared fixtures: tiny trained runs of bin/train.py, made once per test session."""
 
+import concurrent.futures
+import json
 import os
 import subprocess
 import sys
@@ -15,6 +17,20 @@ def run_script(name, *args, timeout=240):
   result = subprocess.run([sys.executable, os.path.join(ROOT, 'bin', name), *args],
                           capture_output=True, text=True, timeout=timeout, cwd=ROOT)
   return result.returncode, result.stdout + result.stderr
+
+
+def last_json(out):
+  """The last line of a tool's output that is a JSON object, parsed."""
+  return json.loads(next(line for line in reversed(out.splitlines()) if line.startswith('{')))
+
+
+def run_scripts(*calls, timeout=240):
+  """[(returncode, stdout + stderr)] of several run_script calls, each (name, *args), run at
+  the same time: a TensorFlow start-up is mostly one core's work, so independent tools
+  overlap well even on two cores."""
+  with concurrent.futures.ThreadPoolExecutor(len(calls)) as pool:
+    futures = [pool.submit(run_script, *call, timeout=timeout) for call in calls]
+    return [future.result() for future in futures]
 
 
 @pytest.fixture(scope='session')

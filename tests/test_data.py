@@ -10,6 +10,7 @@ import scipy.io
 import tensorflow as tf
 
 from tfvae import data
+from tfvae import noise
 
 
 @pytest.fixture(autouse=True)
@@ -179,8 +180,8 @@ def test_tfds_binarized_mnist_mocked(online):
   import tensorflow_datasets as tfds
   with tfds.testing.mock_data(num_examples=12, max_value=2):  # pixels in {0, 1}
     splits = {split: data.load_split('binarized_mnist', split) for split in data.SPLITS}
-    batch = data.to_float(splits['valid'].images[:5], splits['valid'].info, binarize=True,
-                          noise_seed=[0, 0])
+    batch = data.model_input(splits['valid'].images[:5], splits['valid'].info, True,
+                             noise.key(0, 'train_binarize'), 5)
   for got in splits.values():
     assert got.images.shape == (12, 28, 28, 1) and got.images.dtype == np.uint8
     assert set(np.unique(got.images)) <= {0, 1} and got.labels is None
@@ -238,7 +239,7 @@ def test_index_batches_are_a_function_of_the_step():
   _assert_one_line(err)
 
 
-def test_to_float_scales_and_binarize_samples_bernoulli(mnist_dir):
+def test_model_input_scales_and_binarize_samples_bernoulli(mnist_dir):
   split = data.load_split('mnist', 'train', mnist_dir)
   images = tf.constant(split.images)
   scaled = data.to_float(images, split.info).numpy()
@@ -246,13 +247,15 @@ def test_to_float_scales_and_binarize_samples_bernoulli(mnist_dir):
   np.testing.assert_array_equal(scaled, split.images.astype(np.float32) / 255)
   assert _ids(scaled) == list(range(len(split.images)))
 
-  def binarized(seed):
-    return data.to_float(images, split.info, binarize=True, noise_seed=[seed, 0]).numpy()
+  def binarized(seed, step=0):
+    return data.model_input(images, split.info, True, noise.key(seed, 'train_binarize'),
+                            len(split.images), step).numpy()
 
   x = binarized(1)
   assert set(np.unique(x)) == {0.0, 1.0}
   np.testing.assert_array_equal(x, binarized(1))
-  assert not np.array_equal(x, binarized(2))
+  assert not np.array_equal(x, binarized(2)) and not np.array_equal(x, binarized(1, step=1))
+  np.testing.assert_array_equal(data.model_input(images, split.info, False), scaled)
   probs = split.images / 255.0
   assert abs(x.mean() - probs.mean()) < 0.01  # E[x] = intensity
   assert np.all(x[probs == 0.0] == 0.0) and np.all(x[probs == 1.0] == 1.0)
@@ -262,7 +265,7 @@ def test_binarize_is_a_no_op_for_binary_data(tmp_path):
   flat = {s: _numbered_images(6, binary=True).reshape(6, 784) for s in data.SPLITS}
   np.savez(tmp_path / 'binarized_mnist.npz', **flat)
   split = data.load_split('binarized_mnist', 'test', tmp_path)
-  x = data.to_float(split.images, split.info, binarize=True, noise_seed=[0, 0])
+  x = data.model_input(split.images, split.info, True, noise.key(0, 'train_binarize'), 6)
   np.testing.assert_array_equal(x.numpy().reshape(6, 784), flat['test'])
 
 

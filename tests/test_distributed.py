@@ -67,9 +67,9 @@ def test_two_workers_on_localhost(tmp_path, data_dir):
   assert any(f.startswith('events.out.tfevents') for f in os.listdir(train_dir))
   # The non-chief worker wrote into a temporary folder and removed it.
   assert not any(f.startswith('tfvae_worker_') for f in os.listdir(scratch[1]))
-  from tfvae.run_dir import RunDir
-  config, _, _, step = RunDir(str(run_dir)).restore_model()
-  assert config.name == 'binarized_mnist_fc' and step == 10
+  from tfvae.run_dir import load_run
+  run, _, step = load_run(str(run_dir))
+  assert run.config.name == 'binarized_mnist_fc' and step == 10
 
 
 def _train(*args):
@@ -111,9 +111,9 @@ def test_mixed_precision_trains_with_float32_variables(tmp_path, data_dir, preci
                    '--num_steps=20', '--log_every_n_steps=10', '--steps_per_loop=10')
   assert rc == 0, out[-2000:]
   assert out.count('step 20/20') == 1
-  from tfvae.run_dir import RunDir
-  _, hparams, model, step = RunDir(str(run_dir)).restore_model()
-  assert step == 20 and hparams.mixed_precision == precision
+  from tfvae.run_dir import load_run
+  run, model, step = load_run(str(run_dir))
+  assert step == 20 and run.hparams.mixed_precision == precision
   assert {v.dtype for v in model.trainable_variables} == {'float32'}
 
 

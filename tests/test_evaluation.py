@@ -15,11 +15,14 @@ import tensorflow_probability as tfp
 from tensorboard.backend.event_processing import event_accumulator
 
 from tfvae import configs
+from tfvae import data
 from tfvae import decoders
 from tfvae import encoders
 from tfvae import evaluation
+from tfvae import noise
 from tfvae.model import VAE
 from tfvae.model import default_hparams
+from conftest import last_json, run_script, run_scripts
 
 tfd = tfp.distributions
 
@@ -151,23 +154,6 @@ def test_evaluate_split_results():
   assert from_dataset['log_likelihood'] == pytest.approx(r['log_likelihood'], abs=2e-4)
 
 
-def test_counter_noise_is_philox_and_standard_normal():
-  # Random123's known-answer vectors for Philox4x32-10.
-  cases = [((0, 0, 0, 0), (0, 0), (0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8)),
-           ((0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344), (0xa4093822, 0x299f31d0),
-            (0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1))]
-  for counter, key, expected in cases:
-    out = evaluation.philox4x32([tf.constant(c, tf.uint32) for c in counter],
-                                [tf.constant(k, tf.uint32) for k in key])
-    assert [int(v) for v in out] == list(expected)
-  eps = tf.function(evaluation.counter_normal, jit_compile=True)(
-      evaluation.seed_key(0), tf.range(200), tf.range(100), 7).numpy()
-  assert eps.shape == (100, 200, 7)
-  assert abs(eps.mean()) < 0.01 and abs(eps.std() - 1) < 0.01
-  assert abs(np.corrcoef(eps[:, :, 0].ravel(), eps[:, :, 1].ravel())[0, 1]) < 0.02
-  assert abs(np.corrcoef(eps[:-1].ravel(), eps[1:].ravel())[0, 1]) < 0.02
-
-
 def test_active_units():
   rng = np.random.RandomState(0)
   variances = np.array([0.0, 0.005, 0.009, 0.02, 1.0, 4.0])
@@ -184,7 +170,7 @@ def test_log_weights_match_the_distributions():
   log_weights = model.log_weights(x, 5, seed=1)
   assert log_weights.shape == (5, 8)
   q = model.encode(x)
-  eps = tf.random.stateless_normal([5, 8, Z], [1, 0])
+  eps = noise.normal(noise.key(1, 'eval_posterior'), 8, 5, Z)
   z = q.mean() + q.stddev() * eps
   expected = (tf.reshape(model.decode(tf.reshape(z, [-1, Z])).log_prob(np.tile(x, [5, 1, 1, 1])),
                          [5, 8]) + model.prior.log_prob(z) - q.log_prob(z))
@@ -233,16 +219,36 @@ def _run(script, *args, timeout=240):
   return result.returncode, result.stdout, result.stderr
 
 
-def test_load_images_takes_a_seeded_random_subset(data_dir):
-  config = configs.get_config('binarized_mnist_fc')
-  full, ids = evaluation.load_images(config, config.hparams, 'test', data_dir)
-  assert full.shape == (60, 28, 28, 1) and list(ids) == list(range(60))
-  subset, sub_ids = evaluation.load_images(config, config.hparams, 'test', data_dir,
-                                           num_examples=20, seed=1)
-  assert len(sub_ids) == 20 and list(sub_ids) != list(range(20))
-  assert np.all(np.diff(sub_ids) > 0) and np.array_equal(subset, full[sub_ids])
-  again = evaluation.load_images(config, config.hparams, 'test', data_dir, 20, seed=1)[1]
-  assert np.array_equal(again, sub_ids)
+def test_subsets_are_seeded_random_and_sorted():
+  assert list(evaluation.subset(0, 60)) == list(range(60))
+  assert list(evaluation.subset(100, 60)) == list(range(60))
+  ids = evaluation.subset(20, 60, seed=1)
+  assert len(ids) == 20 and list(ids) != list(range(20)) and np.all(np.diff(ids) > 0)
+  np.testing.assert_array_equal(evaluation.subset(20, 60, seed=1), ids)
+  assert not np.array_equal(evaluation.subset(20, 60, seed=2), ids)
+  with pytest.raises(ValueError, match='num_examples must be >= 0'):
+    evaluation.subset(-1, 60)
+
+
+def test_a_split_is_scaled_and_binarised_per_example(data_dir):
+  """Evaluating uint8 images (a data.Split) scales them inside; with binarize, each image's
+  bits depend only on (seed, its index), so a subset sees the bits the whole split does."""
+  model = _mlp()
+  rng = np.random.RandomState(0)
+  info = data.DatasetInfo('grey', (28, 28, 1), False, None, {})
+  split = data.Split(rng.randint(0, 256, (30, 28, 28, 1)).astype(np.uint8), None, info)
+  as_float = evaluation.evaluate_split(model, split.images / np.float32(255), 7, seed=2)
+  scaled = evaluation.evaluate_split(model, split, 7, seed=2)
+  assert scaled['log_likelihood'] == pytest.approx(as_float['log_likelihood'], rel=1e-6)
+  whole = evaluation.evaluate_split(model, split, 7, seed=2, binarize=True, batch_size=7)
+  bits = data.model_input(split.images, info, True, noise.key(2, 'eval_binarize'), 30).numpy()
+  assert set(np.unique(bits)) == {0.0, 1.0}
+  by_hand = evaluation.evaluate_split(model, bits, 7, seed=2)
+  assert whole['log_likelihood'] == pytest.approx(by_hand['log_likelihood'], rel=1e-6)
+  assert whole['log_likelihood'] != scaled['log_likelihood']
+  per_image = [evaluation.evaluate_split(model, split, 7, seed=2, binarize=True,
+                                         example_ids=[i])['log_likelihood'] for i in range(30)]
+  assert np.mean(per_image) == pytest.approx(whole['log_likelihood'], rel=1e-5)
 
 
 def test_evaluate_cli_end_to_end(tmp_path, data_dir):
@@ -253,9 +259,12 @@ def test_evaluate_cli_end_to_end(tmp_path, data_dir):
   assert rc == 0, out + err
   args = [f'--run_dir={run_dir}', f'--data_dir={data_dir}', '--num_importance_samples=30',
           '--num_examples=25', '--seed=2']
-  rc, out, err = _run('evaluate.py', *args)
-  assert rc == 0, out + err
-  results = json.loads(out.strip().splitlines()[-1])
+  missing = (('best', f'no checkpoint in {run_dir}/best: it is kept only by runs trained '
+                      'with early_stopping_patience > 0'),
+             ('ckpt-7', "checkpoint 'ckpt-7' does not exist; use latest, best or"))
+  rc, out = run_script('evaluate.py', *args)
+  assert rc == 0, out
+  results = last_json(out)
   for key in ('elbo', 'reconstruction', 'kl', 'log_likelihood', 'bits_per_dim',
               'active_units', 'num_importance_samples', 'num_examples', 'seconds'):
     assert key in results, key
@@ -268,16 +277,18 @@ def test_evaluate_cli_end_to_end(tmp_path, data_dir):
   acc.Reload()
   for tag in ('log_likelihood', 'bits_per_dim', 'active_units', 'elbo'):
     assert [e.step for e in acc.Tensors(tag)] == [10], tag
-  # Deterministic for a seed.
-  rc, again, _ = _run('evaluate.py', *args)
-  assert rc == 0
-  assert json.loads(again.strip().splitlines()[-1])['log_likelihood'] == results['log_likelihood']
-  # Checkpoints that are not there.
-  for which, message in (('best', f'no checkpoint in {run_dir}/best: it is kept only by runs '
-                                  'trained with early_stopping_patience > 0'),
-                         ('ckpt-7', "checkpoint 'ckpt-7' does not exist; use latest, best or")):
-    rc, out, err = _run('evaluate.py', *args, f'--checkpoint={which}')
-    assert rc == 1 and err.strip().splitlines()[-1].startswith('error: ' + message), err
+  # bin/train.py --mode=eval is the same evaluation: the same numbers for the same K, subset
+  # and seed. And checkpoints that are not there.
+  (rc_train, out_train), *errors = run_scripts(
+      ('train.py', '--mode=eval', f'--run_dir={run_dir}', f'--data_dir={data_dir}',
+       '--eval_num_samples=30', '--eval_num_examples=25', '--seed=2'),
+      *[('evaluate.py', *args, f'--checkpoint={which}') for which, _ in missing])
+  assert rc_train == 0, out_train
+  by_train = last_json(out_train)
+  for key in ('elbo', 'log_likelihood', 'kl', 'active_units', 'num_examples', 'step'):
+    assert by_train[key] == results[key], key
+  for (rc, out), (_, message) in zip(errors, missing):
+    assert rc == 1 and out.strip().splitlines()[-1].startswith('error: ' + message), out
 
 
 @pytest.mark.parametrize('args, message', [

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import run_script
+from conftest import run_script, run_scripts
 from tfvae import export
+from tfvae import noise
 from tfvae.run_dir import RunDir
 from tfvae.run_dir import RunDirError
 
@@ -61,6 +62,9 @@ _STANDALONE = textwrap.dedent('''
         ('shape', lambda: sigs['encode'](x=tf.zeros([2, 20, 28, 1]), seed=seed)),
         ('dtype', lambda: sigs['encode'](x=tf.zeros([2, 28, 28, 1], tf.float64), seed=seed)),
         ('z_shape', lambda: sigs['decode'](z=tf.zeros([2, 5]))),
+        ('range', lambda: sigs['encode'](x=tf.fill([2, 28, 28, 1], 255.0), seed=seed)),
+        ('nan', lambda: sigs['reconstruct'](x=tf.fill([2, 28, 28, 1], np.nan), seed=seed)),
+        ('n', lambda: sigs['sample'](n=tf.constant(0), seed=seed)),
     ]:
       try:
         call()
@@ -115,7 +119,7 @@ def test_signatures_compute_the_model(mnist_z2_run):
   x = tf.cast(tf.random.stateless_uniform([4, 28, 28, 1], [1, 2]) < 0.3, tf.float32)
   seed = tf.constant(SEED, tf.int64)
   q = model.encode(x)
-  eps = tf.random.stateless_normal([4, 2], seed=[SEED, 0])
+  eps = noise.normal(noise.key(SEED, 'eval_posterior'), 4, 1, 2)[0]
   enc = module.encode(x, seed)
   _close(enc['mean'], q.mean())
   _close(enc['stddev'], q.stddev())
@@ -130,6 +134,7 @@ def test_signatures_compute_the_model(mnist_z2_run):
   _close(elbo['elbo'], elbo['reconstruction'] - elbo['kl'])
   sample = module.sample(tf.constant(3), seed)
   assert sample['x'].shape == (3, 28, 28, 1) and sample['z'].shape == (3, 2)
+  _close(sample['z'], model.prior_sample(3, SEED))
   _close(sample['x'], model.decode(sample['z']).mean())
   pixels = sample['x'].numpy()
   assert pixels.min() >= 0.0 and pixels.max() <= 1.0
@@ -168,6 +173,9 @@ def test_saved_model_runs_without_tfvae_and_matches(exported, tmp_path):
   assert 'expected to be a float tensor but is a double tensor' in errors['dtype'], errors
   assert 'Shape of tensor z [2,5] is not compatible with expected shape [?,2]' in (
       errors['z_shape']), errors
+  assert 'x has values above 1; images must be float32 in [0, 1]' in errors['range'], errors
+  assert 'x has NaN or infinite values' in errors['nan'], errors
+  assert 'n must be >= 1' in errors['n'], errors
 
 
 def test_saved_model_cli_lists_signatures(exported):
@@ -219,24 +227,25 @@ def test_export_errors(mnist_z2_run, tmp_path):
 def test_evaluate_a_saved_model_like_its_run(mnist_z2_run, exported):
   _, data_dir = mnist_z2_run
   run_dir, export_dir = exported
-  results = {}
-  for source in (f'--run_dir={run_dir}', f'--saved_model={export_dir}'):
-    rc, out = run_script('evaluate.py', source, f'--data_dir={data_dir}',
-                         '--num_importance_samples=20', '--seed=3')
+  errors = (([], 'give exactly one of --run_dir=DIR'),
+            ([f'--run_dir={run_dir}', f'--saved_model={export_dir}'],
+             'give exactly one of --run_dir=DIR'),
+            ([f'--saved_model={export_dir}', '--checkpoint=best'],
+             '--checkpoint applies to --run_dir only'),
+            ([f'--saved_model={run_dir}'], 'is not a tfvae SavedModel'))
+  outputs = run_scripts(*[('evaluate.py', source, f'--data_dir={data_dir}',
+                           '--num_importance_samples=20', '--seed=3')
+                          for source in (f'--run_dir={run_dir}', f'--saved_model={export_dir}')],
+                        *[('evaluate.py', *args) for args, _ in errors])
+  results = []
+  for rc, out in outputs[:2]:
     assert rc == 0, out
-    json_line = [line for line in out.splitlines() if line.startswith('{')][-1]
-    results[source.split('=')[0]] = json.loads(json_line)
-  by_run, by_export = results['--run_dir'], results['--saved_model']
+    results.append(json.loads([line for line in out.splitlines() if line.startswith('{')][-1]))
+  by_run, by_export = results
   assert by_export['config'] == by_run['config'] and by_export['step'] == by_run['step']
   for key in ('log_likelihood', 'elbo', 'kl', 'active_units'):
     assert by_export[key] == pytest.approx(by_run[key], rel=1e-6), key
-  for args, message in (([], 'give exactly one of --run_dir=DIR'),
-                        ([f'--run_dir={run_dir}', f'--saved_model={export_dir}'],
-                         'give exactly one of --run_dir=DIR'),
-                        ([f'--saved_model={export_dir}', '--checkpoint=best'],
-                         '--checkpoint applies to --run_dir only'),
-                        ([f'--saved_model={run_dir}'], 'is not a tfvae SavedModel')):
-    rc, out = run_script('evaluate.py', *args)
+  for (rc, out), (_, message) in zip(outputs[2:], errors):
     assert rc == 1 and out.strip().splitlines()[-1].startswith('error: '), out
     assert message in out and 'Traceback' not in out
 
@@ -256,3 +265,19 @@ def test_an_autoregressive_decoder_exports_and_matches(made_run, tmp_path):
          module.sample(tf.constant(2), seed)['x'])
   for name in ('elbo', 'reconstruction', 'kl'):
     _close(loaded['elbo'](x=x, seed=seed)[name], module.elbo(x, seed)[name])
+
+
+def test_the_decoder_converts_to_tflite_and_matches(mnist_z2_run, tmp_path):
+  run_dir, _ = mnist_z2_run
+  rc, out = run_script('export.py', f'--run_dir={run_dir}', f'--export_dir={tmp_path / "sm"}',
+                       '--tflite')
+  assert rc == 0 and 'and decode.tflite' in out, out
+  interpreter = tf.lite.Interpreter(model_path=str(tmp_path / 'sm' / export.TFLITE_FILE))
+  interpreter.allocate_tensors()
+  (z_input,), (x_output,) = interpreter.get_input_details(), interpreter.get_output_details()
+  assert list(z_input['shape']) == [1, 2] and list(x_output['shape']) == [1, 28, 28, 1]
+  module = export.restore_module(run_dir)
+  for z in np.random.RandomState(0).randn(3, 1, 2).astype(np.float32):
+    interpreter.set_tensor(z_input['index'], z)
+    interpreter.invoke()
+    _close(interpreter.get_tensor(x_output['index']), module.decode(tf.constant(z))['x'])

@@ -1,9 +1,20 @@
-"""HParams: typed defaults, the override string, and its errors."""
+"""HParams: typed and range-checked defaults, the override string, and its errors."""
+
+import math
 
 import pytest
 
+from tfvae.hparams import Bool
+from tfvae.hparams import Choice
+from tfvae.hparams import Float
+from tfvae.hparams import FloatList
 from tfvae.hparams import HParams
 from tfvae.hparams import HParamsError
+from tfvae.hparams import Int
+from tfvae.hparams import IntList
+from tfvae.hparams import ListOf
+from tfvae.hparams import Str
+from tfvae.model import default_hparams
 
 
 def _defaults():
@@ -73,3 +84,173 @@ def test_read_only_and_attribute_errors():
     hp.z_size = 3
   with pytest.raises(AttributeError, match="unknown hparam 'nope'"):
     _ = hp.nope
+
+
+def _ranged(**checks):
+  return HParams(
+      z_size=Int(20, min=1), batch_size=Int(100, min=1, max=10**7),
+      window=Int(7, min=3, odd=True), learning_rate=Float(1e-3, min=0, min_inclusive=False),
+      ema_decay=Float(0.0, min=0, max=1, max_inclusive=False),
+      decay_rate=Float(0.9999, min=0, max=1, min_inclusive=False),
+      scale=Float(1.0, max=10, finite=False), binarize=Bool(False),
+      likelihood=Choice('bernoulli', ['bernoulli', 'gaussian']),
+      activation=Str('tanh', check=_activation, description='tanh or relu'),
+      hidden_sizes=IntList([500], min=1), conv_filters=IntList([32, 64], min=1, max_length=8),
+      weights=FloatList([0.5], min=0, max=1, min_length=0), names=ListOf(Str(None), ['a']),
+      **checks)
+
+
+def _activation(name):
+  if name not in ('tanh', 'relu'):
+    raise ValueError(f'unknown activation {name!r}; use tanh or relu')
+
+
+@pytest.mark.parametrize('spec, message', [
+    ('z_size=0', "hparam 'z_size' must be an integer >= 1, got 0"),
+    ('z_size=-1', "hparam 'z_size' must be an integer >= 1, got -1"),
+    ('batch_size=0', "hparam 'batch_size' must be an integer in [1, 10000000], got 0"),
+    ('batch_size=10000001',
+     "hparam 'batch_size' must be an integer in [1, 10000000], got 10000001"),
+    ('window=4', "hparam 'window' must be an odd integer >= 3, got 4"),
+    ('window=1', "hparam 'window' must be an odd integer >= 3, got 1"),
+    ('learning_rate=-1', "hparam 'learning_rate' must be a finite float > 0, got -1.0"),
+    ('learning_rate=0', "hparam 'learning_rate' must be a finite float > 0, got 0.0"),
+    ('ema_decay=1.5', "hparam 'ema_decay' must be a float in [0, 1), got 1.5"),
+    ('ema_decay=1', "hparam 'ema_decay' must be a float in [0, 1), got 1.0"),
+    ('decay_rate=0', "hparam 'decay_rate' must be a float in (0, 1], got 0.0"),
+    ('scale=11', "hparam 'scale' must be a float <= 10, got 11.0"),
+    ('likelihood=foo', "unknown likelihood 'foo'; valid: bernoulli, gaussian"),
+    ('activation=tanhh', "unknown activation 'tanhh'; use tanh or relu"),
+    ('hidden_sizes=[]', "hparam 'hidden_sizes' must be a non-empty list of integers >= 1, got []"),
+    ('hidden_sizes=[500,0]',
+     "hparam 'hidden_sizes' must be a non-empty list of integers >= 1, got [500, 0]"),
+    ('conv_filters=[1,1,1,1,1,1,1,1,1]',
+     "hparam 'conv_filters' must be a list of 1 to 8 integers >= 1, got [1, 1, 1, 1, 1, 1, 1,"),
+    ('weights=[0.5,2]', "hparam 'weights' must be a list of floats in [0, 1], got [0.5, 2.0]"),
+])
+def test_out_of_range_values_are_one_line_errors_naming_hparam_value_and_range(spec, message):
+  with pytest.raises(HParamsError) as info:
+    _ranged().parse(spec)
+  assert str(info.value).startswith(message) and '\n' not in str(info.value)
+
+
+@pytest.mark.parametrize('value', ['nan', 'inf', '-inf', '1e400'])
+def test_non_finite_floats_are_rejected_unless_the_spec_allows_them(value):
+  with pytest.raises(HParamsError, match="'learning_rate' must be a finite float > 0, got"):
+    _ranged().parse(f'learning_rate={value}')
+  with pytest.raises(HParamsError, match="hparam 'learning_rate' must be a finite float, got"):
+    _defaults().parse(f'learning_rate={value}')     # a plain float: any finite value
+  with pytest.raises(HParamsError, match=r"'weights' must be a list of floats in \[0, 1\]"):
+    _ranged().parse(f'weights=[{value}]')
+
+
+def test_finite_false_leaves_only_the_bounds():
+  assert _ranged().parse('scale=-inf').scale == -math.inf
+  with pytest.raises(HParamsError, match="hparam 'scale' must be a float <= 10, got nan"):
+    _ranged().parse('scale=nan')
+  anything = HParams(x=Float(0.0, finite=False))
+  assert math.isnan(anything.parse('x=nan').x) and anything.parse('x=inf').x == math.inf
+  assert anything.describe_range('x') == 'a float'
+
+
+def test_bounds_are_inclusive_unless_told_and_values_in_range_pass():
+  hp = _ranged().parse('z_size=1,batch_size=10000000,window=3,learning_rate=1e-9,'
+                       'ema_decay=0,decay_rate=1,scale=-inf,hidden_sizes=[1],weights=[],'
+                       'conv_filters=[1,2,3,4,5,6,7,8],likelihood=gaussian,activation=relu')
+  assert (hp.z_size, hp.batch_size, hp.window, hp.decay_rate) == (1, 10**7, 3, 1.0)
+  assert hp.scale == -math.inf and hp.weights == [] and len(hp.conv_filters) == 8
+
+
+def test_describe_range_says_what_each_hparam_allows():
+  hp = _ranged()
+  assert {name: hp.describe_range(name) for name in hp.values()} == {
+      'z_size': 'an integer >= 1',
+      'batch_size': 'an integer in [1, 10000000]',
+      'window': 'an odd integer >= 3',
+      'learning_rate': 'a finite float > 0',
+      'ema_decay': 'a float in [0, 1)',
+      'decay_rate': 'a float in (0, 1]',
+      'scale': 'a float <= 10',
+      'binarize': 'true or false',
+      'likelihood': 'one of bernoulli, gaussian',
+      'activation': 'tanh or relu',
+      'hidden_sizes': 'a non-empty list of integers >= 1',
+      'conv_filters': 'a list of 1 to 8 integers >= 1',
+      'weights': 'a list of floats in [0, 1]',
+      'names': 'a non-empty list of strings',
+  }
+  assert _defaults().describe_range('scales') == 'a non-empty list of finite floats'
+  with pytest.raises(HParamsError, match="unknown hparam 'nope'"):
+    hp.describe_range('nope')
+
+
+def test_checks_run_wherever_hparams_are_built():
+  def lr_at_most_one(hp):
+    if hp.learning_rate > 1:
+      raise ValueError(f'learning_rate must be at most 1 here, got {hp.learning_rate}')
+
+  hp = _ranged(checks=[lr_at_most_one])
+  assert hp.parse('learning_rate=0.5').learning_rate == 0.5
+  too_big = 'learning_rate must be at most 1 here, got 2.0'
+  with pytest.raises(HParamsError, match=too_big):
+    hp.parse('learning_rate=2')
+  with pytest.raises(HParamsError, match=too_big):
+    hp.override(learning_rate=2.0)
+  with pytest.raises(HParamsError, match=too_big):
+    hp.from_json('{"learning_rate": 2}')
+  with pytest.raises(HParamsError, match=too_big):  # the checks carry over to derived HParams
+    hp.parse('z_size=3').parse('learning_rate=2')
+  with pytest.raises(HParamsError, match=too_big):  # and the defaults are checked too
+    _ranged(checks=[lr_at_most_one]).parse('learning_rate=2').override()
+
+
+def test_defaults_are_checked_when_hparams_are_made():
+  with pytest.raises(HParamsError, match="hparam 'z_size' must be an integer >= 1, got 0"):
+    HParams(z_size=Int(0, min=1))
+  with pytest.raises(TypeError, match="hparam 'sizes': its ListOf spec has no default"):
+    HParams(sizes=ListOf(Int(None), None))
+
+
+def test_range_checks_apply_to_override_and_from_json():
+  with pytest.raises(HParamsError, match="'batch_size' must be an integer in"):
+    _ranged().override(batch_size=0)
+  with pytest.raises(HParamsError, match="'hidden_sizes' must be a non-empty list"):
+    _ranged().override(hidden_sizes=[])
+  with pytest.raises(HParamsError, match="'learning_rate' must be a finite float > 0, got nan"):
+    _ranged().from_json('{"learning_rate": NaN}')
+  with pytest.raises(HParamsError, match="'learning_rate' wants a float, got an integer too"):
+    _ranged().from_json('{"learning_rate": 1' + '0' * 400 + '}')
+  with pytest.raises(HParamsError, match='hparams JSON does not parse'):
+    _ranged().from_json('{"z_size": ')
+  with pytest.raises(HParamsError, match=r'hparams JSON must be an object .*, got \[1\]'):
+    _ranged().from_json('[1]')
+
+
+def test_specs_are_not_part_of_values_equality_or_json():
+  ranged = _ranged()
+  plain = HParams(**ranged.values())
+  assert ranged == plain and ranged.to_json() == plain.to_json()
+  assert ranged.values()['hidden_sizes'] == [500] and ranged.learning_rate == 1e-3
+  assert repr(ranged).startswith('HParams(z_size=20, batch_size=100, window=7,')
+  assert ranged.from_json(ranged.parse('z_size=3').to_json()).z_size == 3
+
+
+@pytest.mark.parametrize('spec, message', [
+    ('batch_size=0', "hparam 'batch_size' must be an integer in [1, 10000000], got 0"),
+    ('learning_rate=-1', "hparam 'learning_rate' must be a finite float >= 0, got -1.0"),
+    ('z_size=-1', "hparam 'z_size' must be an integer >= 1, got -1"),
+    ('ema_decay=1.5', "hparam 'ema_decay' must be a float in [0, 1), got 1.5"),
+    ('conv_filters=[8,8,8,8,8,8,8,8,8]', "hparam 'conv_filters' must be a list of 1 to 8 "),
+    ('autoregressive_window=4', "hparam 'autoregressive_window' must be an odd integer >= 3"),
+    ('likelihood=foo', "unknown likelihood 'foo'; valid: bernoulli, gaussian"),
+    ('mixed_precision=int8', "unknown mixed_precision 'int8'; valid: none, bfloat16, float16"),
+    ('activation=tanhh', "unknown activation 'tanhh'; use a Keras activation such as tanh"),
+    ('learning_rate=1e-6',
+     "hparam 'min_learning_rate' must be at most learning_rate (1e-06), got 1e-05"),
+    ('objective=iwae,max_beta=2', 'objective=iwae trains the importance-weighted bound itself'),
+])
+def test_default_hparams_reject_bad_values_at_parse_time(spec, message):
+  with pytest.raises(HParamsError) as info:
+    default_hparams().parse(spec)
+  assert str(info.value).startswith(message) and '\n' not in str(info.value)
+  assert default_hparams().parse('learning_rate=0,min_learning_rate=0').learning_rate == 0

@@ -1,4 +1,5 @@
-"""tfvae.images (grids, PNGs, manifold, scatter, summaries) and bin/sample.py end to end."""
+"""tfvae.images (grids, PNGs, manifold, write_pictures, summaries) and bin/sample.py end to
+end."""
 
 import math
 import os
@@ -10,9 +11,11 @@ import scipy.stats
 import tensorflow as tf
 
 from conftest import run_script
+from tfvae import data
 from tfvae import decoders
 from tfvae import encoders
 from tfvae import images
+from tfvae import plots
 from tfvae.model import VAE
 from tfvae.model import default_hparams
 
@@ -75,27 +78,89 @@ def test_manifold_latents():
     images.manifold_latents(3, z_size=1)
 
 
-def test_scatter_png(tmp_path):
-  points = np.array([[-2.0, -1.0], [2.0, 1.0], [0.0, 0.0]])
-  labels = np.array([0, 1, 2])
-  canvas = _png(images.scatter_png(points, labels, str(tmp_path / 's.png')))
-  side = images.SCATTER_PLOT_SIZE + 2 * images.SCATTER_MARGIN
-  assert canvas.shape == (side, side + images.SCATTER_LEGEND_WIDTH, 3)
-  colors = {tuple(c) for c in canvas.reshape(-1, 3)}
-  assert {tuple(images.PALETTE[i]) for i in range(3)} <= colors
-  # y points up: label 1 at y = 1 lies above label 0 at y = -1, and right of it (x = 2 > -2).
-  rows0, cols0 = np.nonzero((canvas == images.PALETTE[0]).all(-1))
-  rows1, cols1 = np.nonzero((canvas == images.PALETTE[1]).all(-1))
-  in_plot0, in_plot1 = cols0 < side, cols1 < side  # leave out the legend's swatches
-  assert rows1[in_plot1].mean() < rows0[in_plot0].mean()
-  assert cols1[in_plot1].mean() > cols0[in_plot0].mean()
-  edge = images.SCATTER_MARGIN - 1
-  assert (canvas[edge, edge:side - edge] == 0).all()  # the frame's top edge
-  plain = _png(images.scatter_png(points, None, str(tmp_path / 'p.png')))
-  assert plain.shape == (side, side, 3)
-  assert tuple(images.PALETTE[1]) not in {tuple(c) for c in plain.reshape(-1, 3)}
-  with pytest.raises(ValueError, match=r'points \[N, 2\]'):
-    images.scatter_png(np.zeros((4, 3)), None, str(tmp_path / 'bad.png'))
+class _FakeTrained:
+  """What write_pictures uses of a TrainedModel, for images [H, W, C]: sample i of n is the
+  flat grey level i / n, reconstructions are 1 - x, the posterior mean is (mean of x, first
+  pixel)."""
+
+  def __init__(self, image_shape):
+    self.image_shape, self.z_size, self.config_name = image_shape, 2, 'fake'
+
+  def sample(self, n, temperature=1.0, seed=None):
+    del temperature, seed
+    levels = np.arange(n, dtype=np.float32) / n
+    return np.ones((n,) + self.image_shape, np.float32) * levels[:, None, None, None]
+
+  def reconstruct(self, x, seed=0):
+    del seed
+    return 1.0 - x
+
+  def encode(self, x):
+    flat = x.reshape(len(x), -1)
+    return np.stack([flat.mean(1), flat[:, 0]], 1), np.ones((len(x), 2), np.float32)
+
+
+def _split(image_shape, num=12, num_classes=3, seed=0):
+  """A tfvae.data.Split of random uint8 images [num, *image_shape] with labels."""
+  rng = np.random.RandomState(seed)
+  info = data.DatasetInfo('fake', image_shape, False, num_classes,
+                          {'train': 0, 'valid': 0, 'test': num})
+  return data.Split(rng.randint(0, 256, (num,) + image_shape).astype(np.uint8),
+                    rng.randint(0, num_classes, num), info)
+
+
+def test_write_pictures_grid_without_title_is_pixel_exact(tmp_path):
+  trained = _FakeTrained((6, 5, 1))
+  path = images.write_pictures(trained, 'prior', str(tmp_path), num=5)
+  assert path == str(tmp_path / 'prior.png')
+  np.testing.assert_array_equal(_png(path), images.to_uint8(images.image_grid(
+      trained.sample(5))))
+
+
+def test_write_pictures_title_draws_a_figure_above_the_grid(tmp_path):
+  trained = _FakeTrained((6, 5, 1))
+  plain = _png(images.write_pictures(trained, 'prior', str(tmp_path / 'plain'), num=5))
+  titled = _png(images.write_pictures(trained, 'prior', str(tmp_path / 'titled'), num=5,
+                                      title='prior samples'))
+  assert titled.shape[0] > plain.shape[0] + plots.TITLE_HEIGHT
+  # The grid, scaled up by an integer factor without smoothing, lies below the title.
+  scale = plots.TITLED_IMAGE_SIZE // max(plain.shape[:2])
+  grid = np.repeat(np.repeat(plain[..., 0], scale, 0), scale, 1)
+  top = titled.shape[0] - plots.IMAGE_MARGIN - grid.shape[0]
+  left = (titled.shape[1] - grid.shape[1]) // 2
+  np.testing.assert_array_equal(titled[top:top + grid.shape[0], left:left + grid.shape[1], 0],
+                                grid)
+  assert (titled[:top, :, 0] < 100).sum() > 20  # the title's text
+
+
+def test_write_pictures_colour_images(tmp_path):
+  trained = _FakeTrained((4, 3, 3))
+  split = _split((4, 3, 3))
+  prior = _png(images.write_pictures(trained, 'prior', str(tmp_path), num=4))
+  assert prior.shape == _grid_size(4, 4, 3, cols=2) + (3,)
+  path = images.write_pictures(trained, 'reconstruction', str(tmp_path), split=split, num=4,
+                               seed=1)
+  pairs = _png(path)
+  assert pairs.shape == _grid_size(8, 4, 3, cols=4) + (3,)
+  first = pairs[:4, :3]
+  assert any((first == image).all() for image in split.images)  # an input image ...
+  np.testing.assert_array_equal(pairs[:4, 4:7], 255 - first)     # ... beside its 1 - x
+  titled = _png(images.write_pictures(trained, 'reconstruction', str(tmp_path / 't'),
+                                      split=split, num=4, title='pairs'))
+  assert titled.shape[0] > pairs.shape[0] and (titled[..., 0] != titled[..., 1]).any()
+
+
+def test_write_pictures_scatter(tmp_path):
+  trained = _FakeTrained((4, 4, 1))
+  split = _split((4, 4, 1), num=40)
+  path = images.write_pictures(trained, 'scatter', str(tmp_path), split=split, title='means')
+  assert path == str(tmp_path / 'scatter.png')
+  pixels = _png(path)
+  assert pixels.ndim == 3 and pixels.shape[0] >= 300 and pixels.shape[1] >= 300
+  unlabelled = data.Split(split.images, None, split.info)
+  plain = _png(images.write_pictures(trained, 'scatter', str(tmp_path / 'p'),
+                                     split=unlabelled))
+  assert plain.shape[1] < pixels.shape[1]  # no colour bar without labels
 
 
 def test_summary_images():
@@ -136,16 +201,16 @@ def test_sample_script_writes_every_kind(mnist_z2_run, tmp_path):
   assert rc == 0, out
   for kind in images.KINDS:
     assert f'wrote {out_dir / kind}.png' in out, out
-  side = images.SCATTER_PLOT_SIZE + 2 * images.SCATTER_MARGIN
   expected = {
       'prior': _grid_size(10, 28, 28, cols=4),
       'reconstruction': _grid_size(20, 28, 28, cols=8),
       'manifold': _grid_size(9, 28, 28, cols=3, border=0),
       'interpolation': _grid_size(3 * 5, 28, 28, cols=5),  # 10 // 3 rows of 3 + 2 ends
-      'scatter': (side, side + images.SCATTER_LEGEND_WIDTH),
   }
   for kind, size in expected.items():
     assert _png(out_dir / f'{kind}.png').shape[:2] == size, kind
+  scatter = _png(out_dir / 'scatter.png')  # a matplotlib figure with a colour bar
+  assert scatter.shape[-1] in (3, 4) and min(scatter.shape[:2]) >= 300
 
 
 def test_sample_script_frey_face_and_errors(frey_run, tmp_path):

@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from tfvae import export
+from tfvae import noise
 from tfvae.trained_model import TrainedModel
 from tfvae.trained_model import slerp
 
@@ -42,7 +43,7 @@ def test_encode_decode_reconstruct(trained, images):
   mean, stddev, z = trained.encode(images, seed=3)
   assert mean.shape == stddev.shape == z.shape == (5, 2)
   assert (stddev > 0).all()
-  eps = tf.random.stateless_normal([5, 2], seed=[3, 0]).numpy()
+  eps = noise.normal(noise.key(3, 'eval_posterior'), 5, 1, 2)[0].numpy()
   np.testing.assert_allclose(z, mean + stddev * eps, rtol=1e-5, atol=1e-6)
   np.testing.assert_array_equal(trained.encode(images, seed=3)[2], z)
   assert not np.allclose(trained.encode(images, seed=4)[2], z)
@@ -58,7 +59,7 @@ def test_sample(trained):
   assert samples.shape == (6, 28, 28, 1)
   np.testing.assert_array_equal(trained.sample(6, seed=1), samples)
   assert trained.sample(6).shape == (6, 28, 28, 1)
-  z = tf.random.stateless_normal([6, 2], seed=[1, 0]).numpy()
+  z = noise.normal(noise.key(1, 'prior'), 6, 1, 2)[0].numpy()
   np.testing.assert_allclose(trained.sample(6, temperature=0.5, seed=1),
                              trained.decode(0.5 * z), rtol=1e-6)
   np.testing.assert_array_equal(trained.sample(3, temperature=0.0, seed=1),
@@ -83,8 +84,23 @@ def test_slerp():
 
 def test_errors(trained, images, mnist_z2_run):
   with pytest.raises(ValueError, match=r'images have shape \(5, 28, 28\); mnist_fc_z2 '
-                                       r'expects \[batch, 28, 28, 1\]'):
+                                       r'expects \[batch >= 1, 28, 28, 1\]'):
     trained.encode(images[..., 0])
+  with pytest.raises(ValueError, match=r'image values lie in \[-1, 1\]; give float images '
+                                       r'in \[0, 1\] or uint8 in 0..255'):
+    trained.encode(images * 2 - 1)
+  with pytest.raises(ValueError, match='images have NaN or infinite values'):
+    trained.reconstruct(np.full_like(images, np.nan))
+  with pytest.raises(ValueError, match='images have dtype int64'):
+    trained.encode(images.astype(np.int64))
+  with pytest.raises(ValueError, match='latents have NaN or infinite values'):
+    trained.decode(np.full([2, 2], np.inf))
+  for n in (0, -1, 2.5):
+    with pytest.raises(ValueError, match=f'sample needs a whole number n >= 1 of images, got '
+                                         f'{n}'):
+      trained.sample(n)
+  with pytest.raises(ValueError, match='temperature must be a finite number >= 0'):
+    trained.sample(2, temperature=float('nan'))
   with pytest.raises(ValueError, match=r'latents have shape \(4, 3\); mnist_fc_z2 expects '
                                        r'\[batch, 2\]'):
     trained.decode(np.zeros([4, 3]))
@@ -96,6 +112,15 @@ def test_errors(trained, images, mnist_z2_run):
     TrainedModel()
   with pytest.raises(ValueError, match='exactly one of run_dir'):
     TrainedModel(run_dir=mnist_z2_run[0], saved_model_dir='/tmp')
+
+
+def test_uint8_images_are_scaled(trained, images):
+  as_uint8 = np.round(images * 255).astype(np.uint8)
+  np.testing.assert_array_equal(trained.encode(as_uint8, seed=1)[2],
+                                trained.encode(images, seed=1)[2])
+  # 0/1 data given as uint8 stay 0/1 (binarised MNIST's own dtype).
+  np.testing.assert_array_equal(trained.encode(images.astype(np.uint8), seed=1)[2],
+                                trained.encode(images, seed=1)[2])
 
 
 def test_log_likelihood_calls_evaluation(trained, images, monkeypatch):

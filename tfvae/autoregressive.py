@@ -33,10 +33,8 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfvae.decoders import BaseDecoder
-from tfvae.decoders import bernoulli_log_prob
-from tfvae.encoders import activation
-from tfvae.encoders import hidden_width
-from tfvae.encoders import track_layers
+from tfvae.likelihoods import bernoulli_log_prob
+from tfvae import layers
 
 tfd = tfp.distributions
 
@@ -50,22 +48,13 @@ class AutoregressiveDecoder(BaseDecoder):
     if hparams.likelihood != 'bernoulli':
       raise ValueError(f'{name} is autoregressive over binary pixels: it needs '
                        f'likelihood=bernoulli, got likelihood={hparams.likelihood}')
-    if hparams.autoregressive_units < 1:
-      raise ValueError(f'autoregressive_units must be at least 1, got '
-                       f'{hparams.autoregressive_units}')
-    self._act = activation(hparams.activation)
+    self._act = layers.activation(hparams.activation)
     self._num_pixels = math.prod(self.image_shape)
-    self._hidden = track_layers(self, 'hidden', [
-        keras.layers.Dense(hidden_width(size, hparams.activation), activation=self._act,
-                           name=f'hidden_{i}')
-        for i, size in enumerate(reversed(hparams.hidden_sizes))])
+    self._hidden = layers.mlp(self, list(reversed(hparams.hidden_sizes)), hparams.activation)
 
   def context(self, z):
     """c = MLP(z) [..., Hc] for z [..., z_size]."""
-    h = tf.cast(z, self.compute_dtype)
-    for layer in self._hidden:
-      h = layer(h)
-    return h
+    return layers.apply(self._hidden, tf.cast(z, self.compute_dtype))
 
   @abc.abstractmethod
   def features(self, x):
@@ -167,7 +156,8 @@ class MADEDecoder(AutoregressiveDecoder):
     super().__init__(hparams, image_shape, **kwargs)
     pixels = np.arange(1, self._num_pixels + 1)
     degrees = made_degrees(hparams.autoregressive_units, self._num_pixels)
-    pre_degrees = np.tile(degrees, hidden_width(1, hparams.activation))  # glu: both halves
+    # Under glu each unit is gated by a second pre-activation of the same degree.
+    pre_degrees = np.tile(degrees, 2 if hparams.activation == layers.GATED else 1)
     self._context_to_units = keras.layers.Dense(len(pre_degrees), name='context_to_units')
     self._pixels_to_units = MaskedDense(pixels, pre_degrees, strict=False,
                                         name='pixels_to_units')
@@ -214,11 +204,11 @@ class CausalWindow(keras.layers.Layer):
   window (`causal_taps`) through one dense layer shared by every position, as the first,
   masked layer of a PixelCNN, for one-channel images x [..., H, W, 1]."""
 
-  def __init__(self, units, window, image_shape, activation_fn, **kwargs):
+  def __init__(self, units, window, image_shape, activation_name, **kwargs):
     super().__init__(**kwargs)
     self._taps = causal_taps(window, *image_shape[:2])
     self._num_pixels = len(self._taps)
-    self._dense = keras.layers.Dense(units, activation=activation_fn, name='dense')
+    self._dense = layers.hidden(keras.layers.Dense, units, activation_name, name='dense')
 
   def call(self, x):
     flat = tf.reshape(x, tf.concat([tf.shape(x)[:-3], [self._num_pixels]], 0))
@@ -239,14 +229,12 @@ class PixelCNNDecoder(AutoregressiveDecoder):
 
   def __init__(self, hparams, image_shape, **kwargs):
     super().__init__(hparams, image_shape, **kwargs)
-    window = hparams.autoregressive_window
-    if window < 3 or window % 2 == 0:
-      raise ValueError(f'autoregressive_window must be an odd number >= 3, got {window}')
+    window = hparams.autoregressive_window  # odd, >= 3 (the hparam's range)
     if self.image_shape[-1] != 1:
       raise ValueError(f'PixelCNNDecoder models one-channel images; the images have '
                        f'shape {self.image_shape}')
-    self._window = CausalWindow(hidden_width(hparams.autoregressive_units, hparams.activation),
-                                window, self.image_shape, self._act, name='window')
+    self._window = CausalWindow(hparams.autoregressive_units, window, self.image_shape,
+                                hparams.activation, name='window')
     self._context_to_logits = keras.layers.Dense(self._num_pixels, name='context_to_logits')
     self._context_to_weights = keras.layers.Dense(hparams.autoregressive_units,
                                                   name='context_to_weights')

@@ -13,7 +13,7 @@ Four datasets are supported (see `DATASET_NAMES`), each with the splits `SPLITS`
 `load_split` reads a split into memory (uint8 NumPy arrays, cached per process), either from the
 upstream files in a local ``data_dir`` or, without one, through TensorFlow Datasets (frey_face:
 a download from its upstream URL). `index_batches` gives the example indices of any training
-step (a pure function of seed and step); `to_float` scales (and optionally binarises) a
+step (a pure function of seed and step); `model_input` scales (and optionally binarises) a
 gathered uint8 batch.
 """
 
@@ -30,6 +30,8 @@ import zlib
 import numpy as np
 import scipy.io
 import tensorflow as tf
+
+from tfvae import noise
 
 
 class DataError(Exception):
@@ -376,13 +378,15 @@ def index_batches(num_examples: int, batch_size: int, seed: int, start_step: int
   uninterrupted one would.
   """
   per_epoch = steps_per_epoch(num_examples, batch_size)
-  steps = np.arange(start_step, start_step + num_steps)
   out = np.empty((num_steps, batch_size), np.int32)
-  for epoch in np.unique(steps // per_epoch):
-    rows = steps // per_epoch == epoch
-    order = _epoch_permutation(num_examples, seed, int(epoch))
-    starts = (steps[rows] % per_epoch) * batch_size
-    out[rows] = order[starts[:, None] + np.arange(batch_size)]
+  step, end = start_step, start_step + num_steps
+  while step < end:  # one epoch's run of steps at a time
+    epoch, first = divmod(step, per_epoch)
+    count = min(per_epoch - first, end - step)
+    order = _epoch_permutation(num_examples, seed, epoch)
+    out[step - start_step:step - start_step + count] = order[
+        first * batch_size:(first + count) * batch_size].reshape(count, batch_size)
+    step += count
   return out
 
 
@@ -394,12 +398,17 @@ def _epoch_permutation(num_examples: int, seed: int, epoch: int) -> np.ndarray:
   return order
 
 
-def to_float(images: tf.Tensor, info: DatasetInfo, binarize: bool = False,
-             noise_seed: tf.Tensor | None = None) -> tf.Tensor:
-  """uint8 images [B, H, W, 1] -> float32 in [0, 1]; with `binarize` (greyscale data only)
-  each pixel is 1 with probability its intensity (stateless noise from `noise_seed` [2])."""
-  probs = tf.cast(images, tf.float32) / (1.0 if info.binary else 255.0)
+def to_float(images, info: DatasetInfo) -> tf.Tensor:
+  """uint8 images [B, H, W, C] -> float32 intensities in [0, 1] (binary data: 0/1 as is)."""
+  return tf.cast(images, tf.float32) / (1.0 if info.binary else 255.0)
+
+
+def model_input(images, info: DatasetInfo, binarize: bool, key=None, rows=None,
+                step=0) -> tf.Tensor:
+  """What the model sees of uint8 images [B, H, W, C]: their intensities in [0, 1], or with
+  `binarize` (greyscale data only; binary data pass as they are) x ~ Bernoulli(intensity),
+  drawn by noise.bernoulli from `key`, the images' rows (ids [B]) and `step`."""
+  x = to_float(images, info)
   if not binarize or info.binary:
-    return probs
-  noise = tf.random.stateless_uniform(tf.shape(probs), seed=noise_seed)
-  return tf.cast(noise < probs, tf.float32)
+    return x
+  return noise.bernoulli(x, key, rows, step)

@@ -1,6 +1,7 @@
-"""SavedModel export: a trained VAE as self-contained signatures that need no tfvae to run.
+"""SavedModel export: a trained VAE as self-contained signatures that need no tfvae to run,
+and its decoder as a TensorFlow Lite model.
 
-    python bin/export.py --run_dir=/tmp/vae --export_dir=/tmp/vae_export
+    python bin/export.py --run_dir=/tmp/vae --export_dir=/tmp/vae_export [--tflite]
 
 Signatures (B is dynamic; x is float32 [B, H, W, C] in the dataset's image shape, pixels
 in [0, 1]; seeds are int64 scalars; every output is float32):
@@ -15,15 +16,19 @@ in [0, 1]; seeds are int64 scalars; every output is float32):
                             kl = KL(q(z|x) || p(z)), elbo = reconstruction - kl
     serving_default      =  reconstruct
 
-Randomness is stateless, so outputs are reproducible: the standard-normal noise of shape
-`shape` is eps = tf.random.stateless_normal(shape, seed=[seed, 0]), shape [B, z_size] (or,
-for elbo, [num_samples, B, z_size] with the run's num_samples hparam).
+Inputs are checked when the signatures run: x of the wrong shape, with values outside [0, 1]
+or not finite, z of the wrong shape, or n < 1 fail with an InvalidArgumentError saying so.
+Randomness is counter-based (`tfvae.noise`), so outputs are reproducible: eps for row b of x
+is noise.normal(noise.key(seed, 'eval_posterior'), ...) at row b, the prior's z for sample i
+noise.normal(noise.key(seed, 'prior'), ...) at row i; the same numbers on every device.
 
 What the export is: the module's variables `config_name`, `dataset`, `hparams_json`
 (string) and `step` (int64), and the same facts as JSON in the asset `assets/tfvae.json`
-(see `read_metadata`).
+(see `read_metadata`). `--tflite` also writes `decode.tflite`, the decode signature
+converted for TensorFlow Lite (z float32 [1, z_size] -> x), to the export folder.
 """
 
+import dataclasses
 import json
 import os
 import tempfile
@@ -32,17 +37,16 @@ from absl import logging
 import tensorflow as tf
 
 from tfvae import __version__
+from tfvae import checkpoints
 from tfvae import configs
-from tfvae.run_dir import RunDir
+from tfvae import noise
+from tfvae.run_dir import Run
+from tfvae.run_dir import check_writable
+from tfvae.run_dir import load_run as load_run_dir
 
 METADATA_FILE = 'tfvae.json'
+TFLITE_FILE = 'decode.tflite'
 SIGNATURES = ('encode', 'decode', 'sample', 'reconstruct', 'elbo', 'serving_default')
-
-
-def noise(shape, seed):
-  """eps ~ N(0, I) of `shape` from the stateless seed [seed, 0]."""
-  seed = tf.stack([tf.cast(seed, tf.int64), tf.constant(0, tf.int64)])
-  return tf.random.stateless_normal(shape, seed=seed)
 
 
 class VAEModule(tf.Module):
@@ -52,18 +56,21 @@ class VAEModule(tf.Module):
   SavedModel's signatures, so both give identical outputs for the same inputs and seed.
   """
 
-  def __init__(self, model, config, hparams, step):
+  def __init__(self, model, run, step):
     super().__init__(name='tfvae')
     self.model = model
-    self.config_name = tf.Variable(config.name, trainable=False, name='config_name')
-    self.dataset = tf.Variable(config.dataset, trainable=False, name='dataset')
-    self.hparams_json = tf.Variable(hparams.to_json(), trainable=False, name='hparams_json')
+    self.config_name = tf.Variable(run.config.name, trainable=False, name='config_name')
+    self.dataset = tf.Variable(run.config.dataset, trainable=False, name='dataset')
+    self.hparams_json = tf.Variable(run.hparams.to_json(), trainable=False, name='hparams_json')
     self.step = tf.Variable(step, dtype=tf.int64, trainable=False, name='step')
     # A JSON string, not a dict: tf.Module would track a dict's contents.
     self.metadata_json = json.dumps({
-        'config': config.name, 'dataset': config.dataset, 'hparams': hparams.values(),
-        'step': int(step), 'image_shape': list(model.image_shape), 'z_size': model.z_size,
-        'tfvae_version': __version__, 'noise': 'eps = stateless_normal(shape, [seed, 0])',
+        'config': run.config.name, 'dataset': run.config.dataset,
+        'hparams': run.hparams.values(), 'step': int(step),
+        'image_shape': list(model.image_shape), 'z_size': model.z_size,
+        'tfvae_version': __version__,
+        'noise': "Philox4x32-10 counter-based (tfvae.noise): eps of row b from "
+                 "key(seed, 'eval_posterior'), prior z of row i from key(seed, 'prior')",
         'signatures': list(SIGNATURES)}, indent=2, sort_keys=True) + '\n'
     self._image_shape = tuple(model.image_shape)
     x = tf.TensorSpec((None,) + self._image_shape, tf.float32, name='x')
@@ -82,25 +89,36 @@ class VAEModule(tf.Module):
     return dict(fns, serving_default=self.reconstruct)
 
   def _check_images(self, x):
-    """x with its shape checked at run time against [B, H, W, C]."""
-    return tf.ensure_shape(x, (None,) + self._image_shape, name='check_x_shape')
+    """x with its shape [B, H, W, C], finiteness and range [0, 1] checked at run time."""
+    x = tf.ensure_shape(x, (None,) + self._image_shape, name='check_x_shape')
+    checks = [tf.debugging.assert_all_finite(x, 'x has NaN or infinite values'),
+              tf.debugging.assert_greater_equal(x, 0.0, message='x has values below 0; '
+                                                'images must be float32 in [0, 1]'),
+              tf.debugging.assert_less_equal(x, 1.0, message='x has values above 1; images '
+                                             'must be float32 in [0, 1] (uint8: divide by 255)')]
+    with tf.control_dependencies(checks):
+      return tf.identity(x)
 
   def _posterior(self, x, seed):
     """(q(z|x), z = mean + stddev * eps) for images x [B, H, W, C]."""
     q = self.model.encode(self._check_images(x))
-    mean = q.mean()
-    return q, mean + q.stddev() * noise(tf.shape(mean), seed)
+    eps = noise.normal(noise.key(seed, 'eval_posterior'), tf.shape(x)[0], 1,
+                       self.model.z_size)[0]
+    return q, self.model.reparameterize(q, eps)
 
   def _encode(self, x, seed):
     q, z = self._posterior(x, seed)
     return {'mean': q.mean(), 'stddev': q.stddev(), 'z': z}
 
   def _decode(self, z):
+    # Only the shape is checked: decode stays free of assertion ops, so that converters
+    # (TF.js, TF Lite) take it as it is.
     z = tf.ensure_shape(z, [None, self.model.z_size], name='check_z_shape')
     return {'x': self.model.decode_images(z)}
 
   def _sample(self, n, seed):
-    z = noise([n, self.model.z_size], seed)
+    with tf.control_dependencies([tf.debugging.assert_positive(n, message='n must be >= 1')]):
+      z = self.model.prior_sample(n, seed)
     return {'x': self.model.decode_images(z), 'z': z}
 
   def _reconstruct(self, x, seed):
@@ -109,7 +127,8 @@ class VAEModule(tf.Module):
 
   def _elbo(self, x, seed):
     x = self._check_images(x)
-    eps = noise(self.model.noise_shape(tf.shape(x)[0]), seed)
+    eps = noise.normal(noise.key(seed, 'eval_posterior'), tf.shape(x)[0],
+                       self.model.num_samples, self.model.z_size)
     losses = self.model.compute_losses(x, self.step, eps)
     return {'elbo': losses.elbo, 'reconstruction': -losses.r_loss, 'kl': losses.kl_div}
 
@@ -117,13 +136,14 @@ class VAEModule(tf.Module):
 def restore_module(run_dir, checkpoint=None):
   """A VAEModule of the checkpoint of `run_dir` (a path or RunDir) that `checkpoint` names:
   latest (None), best or a path."""
-  run_dir = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
-  config, hparams, model, step = run_dir.restore_model(checkpoint)
-  return VAEModule(model, config, hparams, step)
+  run, model, step = load_run_dir(run_dir, checkpoint)
+  return VAEModule(model, run, step)
 
 
-def export_saved_model(run_dir, export_dir, checkpoint=None):
-  """Writes the latest (or given) checkpoint of `run_dir` as a SavedModel; returns export_dir."""
+def export_saved_model(run_dir, export_dir, checkpoint=None, tflite=False):
+  """Writes the latest (or given) checkpoint of `run_dir` as a SavedModel (and, with
+  `tflite`, its decoder as export_dir/decode.tflite); returns export_dir."""
+  check_writable(export_dir, '--export_dir')
   module = restore_module(run_dir, checkpoint)
   with tempfile.TemporaryDirectory() as tmp:
     path = os.path.join(tmp, METADATA_FILE)
@@ -131,9 +151,30 @@ def export_saved_model(run_dir, export_dir, checkpoint=None):
       f.write(module.metadata_json)
     module.metadata_file = tf.saved_model.Asset(path)
     tf.saved_model.save(module, export_dir, signatures=module.signatures())
+  if tflite:
+    write_tflite(module, os.path.join(export_dir, TFLITE_FILE))
   logging.info('Exported %s at step %d to %s.', module.config_name.numpy().decode(),
                int(module.step), export_dir)
   return export_dir
+
+
+def write_tflite(module, path):
+  """Converts the decode function of a VAEModule (z [1, z_size] -> x [1, H, W, C]) to a
+  TensorFlow Lite flatbuffer at `path`."""
+  decoder = tf.Module(name='decoder')
+  # The converter freezes the tf.Variables its module tracks; Keras 3 holds them inside its
+  # own variables, so hand them over (else the weights come out uninitialised).
+  decoder.weights = [v.value for v in module.model.variables]
+  decoder.decode = tf.function(module.model.decode_images, input_signature=[
+      tf.TensorSpec([1, module.model.z_size], tf.float32, name='z')])
+  converter = tf.lite.TFLiteConverter.from_concrete_functions(
+      [decoder.decode.get_concrete_function()], decoder)
+  # Autoregressive decoders' mean-field pass is a while loop of TF ops.
+  converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS,
+                                         tf.lite.OpsSet.SELECT_TF_OPS]
+  with tf.io.gfile.GFile(path, 'wb') as f:
+    f.write(converter.convert())
+  return path
 
 
 def read_metadata(export_dir):
@@ -146,17 +187,17 @@ def read_metadata(export_dir):
     return json.load(f)
 
 
-def restore_model(export_dir):
-  """(config, hparams, model, step) of a SavedModel written by export_saved_model: the model
-  is rebuilt from the exported config and hparams and takes the SavedModel's variables, so
-  tfvae's own code (e.g. the importance-weighted evaluation) can run on it."""
+def load_run(export_dir):
+  """(Run, model, step) of a SavedModel written by export_saved_model: the model is rebuilt
+  from the exported config and hparams and takes the SavedModel's variables, so tfvae's own
+  code (e.g. the importance-weighted evaluation) can run on it."""
   metadata = read_metadata(export_dir)
   config = configs.get_config(metadata['config'])
-  hparams = config.hparams.override(**metadata['hparams'])
-  model = config.build_model(hparams)
+  run = Run(dataclasses.replace(config, dataset=metadata['dataset']),
+            config.hparams.override(**metadata['hparams']), tuple(metadata['image_shape']))
+  model = config.build_model(run.hparams, run.image_shape)
   model.build_variables()
   # The SavedModel's variables are a checkpoint of VAEModule, whose `model` is the VAE.
-  status = tf.train.Checkpoint(model=model).read(
-      os.path.join(export_dir, 'variables', 'variables'))
-  status.assert_existing_objects_matched().expect_partial()
-  return config, hparams, model, int(metadata['step'])
+  checkpoints.restore_file(tf.train.Checkpoint(model=model),
+                           os.path.join(export_dir, 'variables', 'variables'))
+  return run, model, int(metadata['step'])

@@ -1,29 +1,45 @@
-"""Typed hyperparameters with a one-string override syntax.
+"""Typed hyperparameters, the values each may take, and a one-string override syntax.
 
-`HParams` holds named values whose types are fixed by their defaults (bool, int,
-float, str, or a list of one of those). `parse("a=1,b=0.5,sizes=[500,500],act=tanh")`
-overrides them; anything that does not fit raises `HParamsError` whose message names
-the offending key and lists the valid ones.
+`HParams` holds named values. A default is either a plain value (bool, int, float, str, or a
+non-empty list of one of those), which fixes the hparam's type, or a spec that also says which
+values are allowed:
+
+    HParams(z_size=Int(20, min=1), learning_rate=Float(1e-3, min=0, min_inclusive=False),
+            likelihood=Choice('bernoulli', ['bernoulli', 'gaussian']),
+            hidden_sizes=IntList([500], min=1, max_length=8), checks=[check_learning_rates])
+
+`parse("a=1,b=0.5,sizes=[500,500],act=tanh")`, `override(a=1)` and `from_json(text)` return
+new HParams, and every HParams is checked when it is built: each value against its spec (floats
+must be finite unless the spec says `finite=False`), then each function in `checks` against the
+whole set (the rules between hparams). Anything that does not fit raises a one-line
+`HParamsError` naming the hparam, the value and what is allowed; `describe_range(name)` says in
+words what is allowed. Equality, `values()` and JSON hold the values only, never the specs.
 """
 
+import abc
 import json
+import math
 import re
 
 
 class HParamsError(ValueError):
-  """A bad hparams override: unknown name, wrong type or malformed string."""
+  """A bad hparams value or override: unknown name, wrong type, out of range, malformed."""
 
 
-_SCALAR_TYPES = (bool, int, float, str)
 _TRUE = ('true', 't', 'yes', '1')
 _FALSE = ('false', 'f', 'no', '0')
 _ASSIGNMENT = re.compile(r'\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(\[[^\]]*\]|[^,\[\]]*)\s*(,|$)')
+_MAX_SHOWN = 80  # characters of a bad value quoted in an error message
 
 
-def _type_name(value):
-  if isinstance(value, list):
-    return f'list of {_type_name(value[0]) if value else "values"}'
-  return type(value).__name__
+def _show(value):
+  """repr(value) for an error message, cut to _MAX_SHOWN characters."""
+  text = repr(value)
+  return text if len(text) <= _MAX_SHOWN else text[:_MAX_SHOWN - 3] + '...'
+
+
+def _number(x):
+  return f'{x:g}' if isinstance(x, float) else str(x)
 
 
 def _convert_scalar(name, kind, text):
@@ -40,25 +56,310 @@ def _convert_scalar(name, kind, text):
       return text.strip('\'"')
     return kind(text)
   except ValueError:
-    raise HParamsError(
-        f'hparam {name!r} wants a {kind.__name__}, got {text!r}') from None
+    raise HParamsError(f'hparam {name!r} wants a {kind.__name__}, got {_show(text)}') from None
+
+
+def _checked(check, *args):
+  """check(*args), with a ValueError it raises turned into an HParamsError of its message."""
+  try:
+    check(*args)
+  except HParamsError:
+    raise
+  except ValueError as e:
+    raise HParamsError(' '.join(str(e).split())) from None
+
+
+class Spec(abc.ABC):
+  """One hparam's default and the values it may take.
+
+  A subclass sets `kind` (the Python type of a value) and says which values are allowed
+  (`allows`) and how that reads in words (`_describe`, singular or plural for list elements).
+  """
+
+  kind = None
+
+  def __init__(self, default):
+    self.default = default   # None only for the element spec of a list
+
+  def describe(self):
+    """The allowed values in words, e.g. 'an integer >= 1'."""
+    return self._describe(plural=False)
+
+  @abc.abstractmethod
+  def _describe(self, plural):
+    """The allowed values as a noun phrase: 'an integer >= 1', or plural 'integers >= 1'."""
+
+  def allows(self, value):
+    """Whether `value` (already of `kind`) is allowed."""
+    return True
+
+  def check(self, name, value):
+    """Raises a one-line HParamsError if `value` is not allowed."""
+    if not self.allows(value):
+      raise HParamsError(f'hparam {name!r} must be {self.describe()}, got {_show(value)}')
+
+  def coerce(self, name, value):
+    """`value` (from Python or JSON) as a `kind`, or HParamsError."""
+    if type(value) is not self.kind:
+      raise HParamsError(f'hparam {name!r} wants a {self.kind.__name__}, got {_show(value)} '
+                         f'({type(value).__name__})')
+    return value
+
+  def parse(self, name, text):
+    """The value written as `text` in an hparams string, or HParamsError."""
+    return _convert_scalar(name, self.kind, text)
+
+  def type_name(self):
+    return self.kind.__name__
+
+
+class Bool(Spec):
+  """true or false."""
+
+  kind = bool
+
+  def _describe(self, plural):
+    return 'true/false values' if plural else 'true or false'
+
+
+class Str(Spec):
+  """Any string, or those that `check` (value -> raises a one-line ValueError) accepts; then
+  `description` says which they are."""
+
+  kind = str
+
+  def __init__(self, default, check=None, description='a string'):
+    super().__init__(default)
+    self._check_value = check
+    self._description = description
+
+  def _describe(self, plural):
+    if plural:
+      return f'strings, each {self._description}' if self._check_value else 'strings'
+    return self._description
+
+  def check(self, name, value):
+    if self._check_value:
+      _checked(self._check_value, value)
+
+
+class Choice(Spec):
+  """One of a fixed list of values, e.g. Choice('adam', ['adam', 'adagrad'])."""
+
+  def __init__(self, default, choices):
+    super().__init__(default)
+    self.choices = tuple(choices)
+    self.kind = type(self.choices[0])
+
+  def _valid(self):
+    return ', '.join(str(c) for c in self.choices)
+
+  def _describe(self, plural):
+    return f'values among {self._valid()}' if plural else f'one of {self._valid()}'
+
+  def allows(self, value):
+    return value in self.choices
+
+  def check(self, name, value):
+    if not self.allows(value):
+      raise HParamsError(f'unknown {name} {_show(value)}; valid: {self._valid()}')
+
+
+class _Bounded(Spec):
+  """A number in an interval; a bound left as None is open-ended."""
+
+  def __init__(self, default, min=None, max=None, min_inclusive=True, max_inclusive=True):
+    super().__init__(default)
+    self.min, self.max = min, max
+    self.min_inclusive, self.max_inclusive = min_inclusive, max_inclusive
+
+  def allows(self, value):
+    if self.min is not None and not (
+        value >= self.min if self.min_inclusive else value > self.min):
+      return False
+    return self.max is None or (value <= self.max if self.max_inclusive else value < self.max)
+
+  def _range(self):
+    """' >= 1', ' in [0, 1)', ... or '' when unbounded."""
+    low, high = self.min, self.max
+    if low is not None and high is not None:
+      return (f' in {"[" if self.min_inclusive else "("}{_number(low)}, '
+              f'{_number(high)}{"]" if self.max_inclusive else ")"}')
+    if low is not None:
+      return f' {">=" if self.min_inclusive else ">"} {_number(low)}'
+    if high is not None:
+      return f' {"<=" if self.max_inclusive else "<"} {_number(high)}'
+    return ''
+
+
+class Int(_Bounded):
+  """An integer in [min, max]; odd=True allows odd ones only."""
+
+  kind = int
+
+  def __init__(self, default, min=None, max=None, odd=False):
+    super().__init__(default, min, max)
+    self.odd = odd
+
+  def allows(self, value):
+    return super().allows(value) and (not self.odd or value % 2 == 1)
+
+  def _describe(self, plural):
+    noun = ('odd ' if self.odd else '') + ('integers' if plural else 'integer')
+    article = '' if plural else ('an ' if noun[0] in 'aeiou' else 'a ')
+    return article + noun + self._range()
+
+
+class Float(_Bounded):
+  """A float between min and max (each inclusive unless min_inclusive/max_inclusive is False);
+  nan and inf are rejected unless finite=False (then only the bounds apply)."""
+
+  kind = float
+
+  def __init__(self, default, min=None, max=None, min_inclusive=True, max_inclusive=True,
+               finite=True):
+    super().__init__(default, min, max, min_inclusive, max_inclusive)
+    self.finite = finite
+
+  def allows(self, value):
+    return (math.isfinite(value) or not self.finite) and super().allows(value)
+
+  def coerce(self, name, value):
+    """Ints are accepted for floats: override(learning_rate=1) is 1.0."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+      try:
+        return float(value)
+      except OverflowError:
+        raise HParamsError(f'hparam {name!r} wants a float, got an integer too large for one: '
+                           f'{_show(value)}') from None
+    return super().coerce(name, value)
+
+  def _describe(self, plural):
+    # Two bounds exclude inf themselves; otherwise say that the float must be finite.
+    finite = 'finite ' if self.finite and (self.min is None or self.max is None) else ''
+    return ('' if plural else 'a ') + finite + ('floats' if plural else 'float') + self._range()
+
+
+class ListOf(Spec):
+  """A list of min_length to max_length (None: any number) elements, each allowed by the
+  scalar spec `element` (whose default is left None), e.g. ListOf(Int(None, min=1), [500])."""
+
+  def __init__(self, element, default, min_length=1, max_length=None):
+    super().__init__(default)
+    self.element = element
+    self.min_length, self.max_length = min_length, max_length
+
+  def type_name(self):
+    return f'list of {self.element.type_name()}'
+
+  def _length(self):
+    """'a non-empty list of', 'a list of 1 to 8', ...: the words before the elements."""
+    low, high = self.min_length, self.max_length
+    if high is None:
+      return {0: 'a list of', 1: 'a non-empty list of'}.get(low, f'a list of at least {low}')
+    if low == high:
+      return f'a list of {low}'
+    return f'a list of at most {high}' if low == 0 else f'a list of {low} to {high}'
+
+  def _describe(self, plural):
+    return f'{self._length()} {self.element._describe(plural=True)}'
+
+  def allows(self, value):
+    if len(value) < self.min_length or (
+        self.max_length is not None and len(value) > self.max_length):
+      return False
+    return all(self.element.allows(v) for v in value)
+
+  def check(self, name, value):
+    super().check(name, value)
+    for v in value:
+      self.element.check(name, v)
+
+  def coerce(self, name, value):
+    if not isinstance(value, (list, tuple)):
+      raise HParamsError(f'hparam {name!r} wants a {self.type_name()}, got {_show(value)}')
+    return [self.element.coerce(name, v) for v in value]
+
+  def parse(self, name, text):
+    text = text.strip()
+    if not (text.startswith('[') and text.endswith(']')):
+      raise HParamsError(
+          f'hparam {name!r} wants a {self.type_name()} like [1,2], got {_show(text)}')
+    return [self.element.parse(name, t) for t in text[1:-1].split(',') if t.strip()]
+
+
+class IntList(ListOf):
+  """A list of integers, each in [min, max]: IntList([32, 64], min=1, max_length=8)."""
+
+  def __init__(self, default, min=None, max=None, min_length=1, max_length=None):
+    super().__init__(Int(None, min, max), default, min_length, max_length)
+
+
+class FloatList(ListOf):
+  """A list of floats, each allowed by Float(None, min, max, ...)."""
+
+  def __init__(self, default, min=None, max=None, min_inclusive=True, max_inclusive=True,
+               finite=True, min_length=1, max_length=None):
+    super().__init__(Float(None, min, max, min_inclusive, max_inclusive, finite), default,
+                     min_length, max_length)
+
+
+_PLAIN_SPECS = ((bool, Bool), (int, Int), (float, Float), (str, Str))
+
+
+def _plain_spec(name, value):
+  """The spec of a plain default: any value of its type (floats finite)."""
+  for kind, spec in _PLAIN_SPECS:
+    if isinstance(value, kind):
+      return spec(value)
+  raise TypeError(f'hparam {name!r}: unsupported type {type(value).__name__}')
+
+
+def _as_spec(name, default):
+  """The Spec of a default given to HParams: itself, or that of a plain value."""
+  if isinstance(default, Spec):
+    spec = default
+  elif isinstance(default, list):
+    if not default:
+      raise TypeError(f'hparam {name!r}: lists need a typed first element')
+    spec = ListOf(type(_plain_spec(name, default[0]))(None), default)
+  else:
+    spec = _plain_spec(name, default)
+  if spec.default is None:
+    raise TypeError(f'hparam {name!r}: its {type(spec).__name__} spec has no default')
+  return spec
 
 
 class HParams:
-  """Named, typed hyperparameters; `hp.name` reads one, `hp.parse(...)` overrides."""
+  """Named, typed, range-checked hyperparameters; `hp.name` reads one, `hp.parse(...)`
+  overrides.
 
-  def __init__(self, **defaults):
-    for name, value in defaults.items():
-      self._check_supported(name, value)
-    object.__setattr__(self, '_values', dict(defaults))
+  HParams(checks=(fn, ...), **defaults): each default a plain value or a Spec (Int, Float,
+  Bool, Str, Choice, IntList, FloatList, ListOf); each fn(hparams) raises a one-line
+  HParamsError (or ValueError) when hparams do not fit together. `checks` is therefore not
+  an hparam name.
+  """
 
-  @staticmethod
-  def _check_supported(name, value):
-    if isinstance(value, list):
-      if not value or not isinstance(value[0], _SCALAR_TYPES):
-        raise TypeError(f'hparam {name!r}: lists need a typed first element')
-    elif not isinstance(value, _SCALAR_TYPES):
-      raise TypeError(f'hparam {name!r}: unsupported type {type(value).__name__}')
+  def __init__(self, *, checks=(), **defaults):
+    specs = {name: _as_spec(name, default) for name, default in defaults.items()}
+    self._build({name: spec.coerce(name, spec.default) for name, spec in specs.items()},
+                specs, tuple(checks))
+
+  def _build(self, values, specs, checks):
+    """Sets the fields and checks them: each value against its spec, then the checks."""
+    object.__setattr__(self, '_values', values)
+    object.__setattr__(self, '_specs', specs)
+    object.__setattr__(self, '_checks', checks)
+    for name, spec in specs.items():
+      spec.check(name, values[name])
+    for check in checks:
+      _checked(check, self)
+
+  def _with_values(self, values):
+    """A new HParams with these specs and checks and `values`."""
+    hparams = object.__new__(HParams)
+    hparams._build(values, self._specs, self._checks)
+    return hparams
 
   def __getattr__(self, name):
     values = object.__getattribute__(self, '_values')
@@ -85,28 +386,20 @@ class HParams:
     """A copy of the values as a plain dict."""
     return {k: list(v) if isinstance(v, list) else v for k, v in self._values.items()}
 
+  def describe_range(self, name):
+    """The values hparam `name` may take, in one line, e.g. 'an integer >= 1'."""
+    if name not in self._specs:
+      raise HParamsError(self._unknown_message(name))
+    return self._specs[name].describe()
+
   def override(self, **changes):
-    """A new HParams with `changes` applied; each value must fit its default's type."""
+    """A new HParams with `changes` applied; each value must fit its hparam's type and range."""
     values = self.values()
     for name, value in changes.items():
       if name not in values:
         raise HParamsError(self._unknown_message(name))
-      values[name] = self._coerce(name, values[name], value)
-    return HParams(**values)
-
-  def _coerce(self, name, default, value):
-    """`value` converted to the type of `default`, or HParamsError."""
-    if isinstance(default, list):
-      if not isinstance(value, (list, tuple)):
-        raise HParamsError(f'hparam {name!r} wants a {_type_name(default)}, got {value!r}')
-      return [self._coerce(name, default[0], v) for v in value]
-    kind = type(default)
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-      return float(value)
-    if type(value) is not kind:
-      raise HParamsError(
-          f'hparam {name!r} wants a {kind.__name__}, got {value!r} ({type(value).__name__})')
-    return value
+      values[name] = self._specs[name].coerce(name, value)
+    return self._with_values(values)
 
   def parse(self, spec):
     """A new HParams with the overrides in `spec`, e.g. "a=1,b=0.5,sizes=[500,500],act=tanh"."""
@@ -123,28 +416,21 @@ class HParams:
         raise HParamsError(self._unknown_message(name))
       if name in changes:
         raise HParamsError(f'hparam {name!r} is given twice in {spec!r}')
-      changes[name] = self._parse_value(name, self._values[name], text)
+      if not text.strip():
+        raise HParamsError(f'hparam {name!r} has no value')
+      changes[name] = self._specs[name].parse(name, text)
       pos = match.end()
     return self.override(**changes)
-
-  def _parse_value(self, name, default, text):
-    """Parses the text of one value into the type of `default`."""
-    text = text.strip()
-    if isinstance(default, list):
-      if not (text.startswith('[') and text.endswith(']')):
-        raise HParamsError(
-            f'hparam {name!r} wants a {_type_name(default)} like [1,2], got {text!r}')
-      items = [t for t in text[1:-1].split(',') if t.strip()]
-      if not items:
-        raise HParamsError(f'hparam {name!r} wants a non-empty list, got {text!r}')
-      return [_convert_scalar(name, type(default[0]), t) for t in items]
-    if not text:
-      raise HParamsError(f'hparam {name!r} has no value')
-    return _convert_scalar(name, type(default), text)
 
   def to_json(self):
     return json.dumps(self._values, indent=2, sort_keys=True)
 
   def from_json(self, text):
     """A new HParams with the values saved by `to_json` over these defaults."""
-    return self.override(**json.loads(text))
+    try:
+      changes = json.loads(text)
+    except ValueError as e:
+      raise HParamsError(f'hparams JSON does not parse: {e}') from None
+    if not isinstance(changes, dict):
+      raise HParamsError(f'hparams JSON must be an object of name: value, got {_show(changes)}')
+    return self.override(**changes)

@@ -1,8 +1,9 @@
 """Pictures of what a VAE learned: image grids, PNG files, the 2-D manifold and scatter plots.
 
-Images are float [N, H, W, C] in [0, 1] (or uint8), rows top to bottom as stored, so every
-dataset, Frey Face's 28x20 faces included, comes out right side up. PNGs are written with
-tf.io.encode_png and tf.io.gfile (no plotting library).
+Images are float [N, H, W, C] in [0, 1] (or uint8), C 1 (greyscale) or 3 (RGB), rows top to
+bottom as stored, so every dataset, Frey Face's 28x20 faces included, comes out right side
+up. Plain grids are written pixel for pixel with tf.io.encode_png and tf.io.gfile; the scatter
+plot and grids with a title are matplotlib figures (tfvae.plots).
 
 `write_pictures` makes the pictures bin/sample.py offers (the paper's figures 4 and 5 and
 more); `summary_images` makes TensorBoard grids during training.
@@ -16,36 +17,16 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfvae import data
-from tfvae import export
+from tfvae import noise
+from tfvae import plots
 
 KINDS = ('prior', 'reconstruction', 'manifold', 'interpolation', 'scatter')
 NEEDS_DATA = ('reconstruction', 'interpolation', 'scatter')
 NEEDS_Z2 = ('manifold', 'scatter')
 
-# Matplotlib's tab10 colours, one per class label (mod 10), as RGB uint8.
-PALETTE = np.array([[31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40],
-                    [148, 103, 189], [140, 86, 75], [227, 119, 194], [127, 127, 127],
-                    [188, 189, 34], [23, 190, 207]], np.uint8)
-
-# Scatter plot layout, in pixels: the square plot area, the margins around it (room for
-# tick labels on the left and bottom), and the legend column added when there are labels.
-SCATTER_PLOT_SIZE = 480
-SCATTER_MARGIN = 30
-SCATTER_LEGEND_WIDTH = 50
-
-# A 3x5 pixel font for tick, legend and plot labels (bench/ plots use it too).
-_GLYPHS = {
-    '0': '111101101101111', '1': '010110010010111', '2': '111001111100111',
-    '3': '111001111001111', '4': '101101111001001', '5': '111100111001111',
-    '6': '111100111101111', '7': '111001001001001', '8': '111101111101111',
-    '9': '111101111001111', '-': '000000111000000', '.': '000000000000010',
-    '=': '000111000111000', ' ': '000000000000000', 'e': '000111111100111',
-    '+': '000010111010000',
-    'z': '000111011110111', 't': '010111010010011', 'r': '000101110100100',
-    'a': '000011101101011', 'i': '010000010010010', 'n': '000110101101101',
-    's': '000011110011110',
-}
-_FONT_SCALE = 2
+# Colour bar names of the labelled datasets whose labels are not their own names.
+CLASS_NAMES = {'fashion_mnist': ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat',
+                                 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot')}
 
 
 def image_grid(images, num_cols=None, border=1, border_value=1.0):
@@ -105,80 +86,6 @@ def manifold_latents(num_per_side, z_size=2):
   return z
 
 
-def draw_text(canvas, text, left, top, color=(0, 0, 0), s=_FONT_SCALE):
-  """Draws `text` (the characters of _GLYPHS), pixels s x s, top-left corner at (left, top)."""
-  for k, char in enumerate(text):
-    bits = np.array([int(b) for b in _GLYPHS[char]], bool).reshape(5, 3)
-    mask = np.kron(bits, np.ones((s, s), bool))
-    x0 = left + k * 4 * s
-    region = canvas[top:top + 5 * s, x0:x0 + 3 * s]
-    region[mask[:region.shape[0], :region.shape[1]]] = color
-
-
-def _tick_step(span):
-  """An integer step giving at most about 8 ticks over `span`."""
-  return max(1, math.ceil(span / 8))
-
-
-def scatter_png(points, labels, path, point_radius=1):
-  """Writes a scatter plot of points [N, 2] (x right, y up) coloured by integer labels [N]
-  (PALETTE[label % 10]; None: one colour), with a frame, integer ticks, the axes through 0
-  and a legend of the labels; returns path."""
-  points = np.asarray(points, np.float64)
-  if points.ndim != 2 or points.shape[1] != 2 or not len(points):
-    raise ValueError(f'scatter_png wants points [N, 2], got shape {points.shape}')
-  size, margin = SCATTER_PLOT_SIZE, SCATTER_MARGIN
-  legend = 0 if labels is None else SCATTER_LEGEND_WIDTH
-  canvas = np.full((size + 2 * margin, size + 2 * margin + legend, 3), 255, np.uint8)
-  low, high = points.min(axis=0), points.max(axis=0)
-  pad = np.maximum(0.05 * (high - low), 0.5)
-  low, high = low - pad, high + pad
-
-  def to_pixels(values, axis):
-    """Canvas columns (axis 0) or rows (axis 1, flipped so y points up) of values."""
-    frac = (np.asarray(values) - low[axis]) / (high[axis] - low[axis])
-    offset = np.round(frac * (size - 1)).astype(np.int64)
-    return margin + (offset if axis == 0 else size - 1 - offset)
-
-  grey, black = (200, 200, 200), (0, 0, 0)
-  step = _tick_step(max(high - low))
-  for axis in (0, 1):
-    for tick in range(math.ceil(low[axis] / step) * step, math.floor(high[axis]) + 1, step):
-      pos = to_pixels(tick, axis)
-      label = str(tick)
-      if axis == 0:
-        if tick == 0:
-          canvas[margin:margin + size, pos] = grey
-        canvas[margin + size:margin + size + 4, pos] = black
-        draw_text(canvas, label, pos - len(label) * 4 * _FONT_SCALE // 2 + 1,
-                   margin + size + 6)
-      else:
-        if tick == 0:
-          canvas[pos, margin:margin + size] = grey
-        canvas[pos, margin - 4:margin] = black
-        draw_text(canvas, label, margin - 6 - len(label) * 4 * _FONT_SCALE + _FONT_SCALE,
-                   pos - 5 * _FONT_SCALE // 2)
-  colors = (np.broadcast_to(PALETTE[0], (len(points), 3)) if labels is None
-            else PALETTE[np.asarray(labels) % len(PALETTE)])
-  cols, rows = to_pixels(points[:, 0], 0), to_pixels(points[:, 1], 1)
-  for dy in range(-point_radius, point_radius + 1):
-    for dx in range(-point_radius, point_radius + 1):
-      if dx * dx + dy * dy <= point_radius * point_radius + point_radius:
-        canvas[rows + dy, cols + dx] = colors
-  canvas[margin - 1, margin - 1:margin + size + 1] = black
-  canvas[margin + size, margin - 1:margin + size + 1] = black
-  canvas[margin - 1:margin + size + 1, margin - 1] = black
-  canvas[margin - 1:margin + size + 1, margin + size] = black
-  if labels is not None:
-    left = 2 * margin + size
-    for k, label in enumerate(np.unique(labels)):
-      top = margin + k * 8 * _FONT_SCALE
-      canvas[top:top + 5 * _FONT_SCALE, left:left + 5 * _FONT_SCALE] = (
-          PALETTE[label % len(PALETTE)])
-      draw_text(canvas, str(label), left + 7 * _FONT_SCALE, top)
-  return write_png(path, canvas)
-
-
 def _pairs_grid(x, y):
   """A grid of images x [N, ...] each beside its counterpart in y, ceil(sqrt(N)) pairs a row."""
   pairs = np.stack([x, y], axis=1).reshape((-1,) + x.shape[1:])
@@ -191,18 +98,18 @@ def summary_images(model, x, num=16, seed=0):
   and 'prior_samples' (num decoded means at z ~ N(0, I))."""
   x = tf.convert_to_tensor(x, tf.float32)[:num]
   rows = tf.shape(x)[0]
-  q = model.encode(x)
-  z_posterior = q.mean() + q.stddev() * export.noise(tf.shape(q.mean()), seed)
-  z_prior = export.noise([num, model.z_size], seed + 1)
+  eps = noise.normal(noise.key(seed, 'eval_posterior'), rows, 1, model.z_size)[0]
+  z_posterior = model.reparameterize(model.encode(x), eps)
+  z_prior = model.prior_sample(num, seed)
   decoded = model.decode_images(tf.concat([z_posterior, z_prior], 0)).numpy()
   count = int(rows)
   return {'reconstructions': _pairs_grid(x.numpy(), decoded[:count])[None],
           'prior_samples': image_grid(decoded[count:])[None]}
 
 
-def float_images(split):
-  """The images of a tfvae.data.Split as float32 [N, H, W, 1] in [0, 1]."""
-  return data.to_float(split.images, split.info).numpy()
+def float_images(split, rows=slice(None)):
+  """Images `rows` (default all) of a tfvae.data.Split as float32 [N, H, W, C] in [0, 1]."""
+  return data.to_float(split.images[rows], split.info).numpy()
 
 
 def _picks(num_images, count, seed):
@@ -221,41 +128,47 @@ def check_picture(trained, kind):
 
 
 def write_pictures(trained, kind, output_dir, split=None, num=64, seed=0, num_steps=8,
-                   method='linear'):
+                   method='linear', title=None, temperature=1.0):
   """Writes the picture `kind` of a TrainedModel to output_dir/<kind>.png; returns its path.
 
-  prior:          num samples from the prior, ceil(sqrt(num)) a row (the paper's figure 5).
+  Grids are written pixel for pixel, or, given a `title`, as a figure with the title above
+  the grid (tfvae.plots.titled_image); the scatter plot is a matplotlib figure, titled if given.
+
+  prior:          num samples from the prior N(0, temperature^2 I), ceil(sqrt(num)) a row
+                  (the paper's figure 5).
   reconstruction: num images of `split` (a tfvae.data.Split), each beside its reconstruction.
   manifold:       decoded means over a floor(sqrt(num))^2 grid of z (figure 4; z_size 2).
   interpolation:  max(1, num // num_steps) rows: a test image, num_steps decoded steps
                   between its posterior mean and another's (`method` linear or slerp), the
                   other image.
-  scatter:        the posterior means of every image of `split`, coloured by label (z_size 2).
+  scatter:        the posterior means of every image of `split`, coloured by label with a
+                  colour bar (one colour without labels); z_size 2.
   """
   check_picture(trained, kind)
   if kind in NEEDS_DATA and split is None:
     raise ValueError(f'--kind={kind} needs images of the dataset')
   path = os.path.join(output_dir, f'{kind}.png')
   if kind == 'scatter':
-    x = float_images(split)
-    means = np.concatenate([trained.encode(x[i:i + 1000])[0] for i in range(0, len(x), 1000)])
-    return scatter_png(means, split.labels, path)
+    means = np.concatenate([trained.encode(float_images(split, slice(i, i + 1000)))[0]
+                            for i in range(0, len(split.images), 1000)])
+    return plots.scatter(means, split.labels, path, title=title,
+                         class_names=CLASS_NAMES.get(split.info.name))
   if kind == 'prior':
-    grid = image_grid(trained.sample(num, seed=seed))
+    grid = image_grid(trained.sample(num, temperature=temperature, seed=seed))
   elif kind == 'manifold':
     side = max(1, math.isqrt(num))
     grid = image_grid(trained.decode(manifold_latents(side, trained.z_size)), num_cols=side,
                       border=0)
   elif kind == 'reconstruction':
-    x = float_images(split)[_picks(len(split.images), num, seed)]
+    x = float_images(split, _picks(len(split.images), num, seed))
     grid = _pairs_grid(x, trained.reconstruct(x, seed=seed))
   else:
     rows = max(1, num // num_steps)
-    x = float_images(split)[_picks(len(split.images), 2 * rows, seed)]
+    x = float_images(split, _picks(len(split.images), 2 * rows, seed))
     if len(x) < 2:
       raise ValueError('--kind=interpolation needs at least 2 images in the split')
     strips = [np.concatenate([x[i:i + 1], trained.interpolate(x[i], x[i + 1], num_steps,
                                                               method), x[i + 1:i + 2]])
               for i in range(0, len(x) - 1, 2)]
     grid = image_grid(np.concatenate(strips), num_cols=num_steps + 2)
-  return write_png(path, grid)
+  return write_png(path, grid) if title is None else plots.titled_image(grid, path, title)

@@ -38,7 +38,18 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfvae import layers
+from tfvae import noise
+from tfvae import optimization
+from tfvae.likelihoods import LIKELIHOODS
+from tfvae.hparams import Bool
+from tfvae.hparams import Choice
+from tfvae.hparams import Float
 from tfvae.hparams import HParams
+from tfvae.hparams import HParamsError
+from tfvae.hparams import Int
+from tfvae.hparams import IntList
+from tfvae.hparams import Str
 
 tfd = tfp.distributions
 
@@ -46,49 +57,92 @@ OBJECTIVES = ('elbo', 'iwae', 'iwae_dreg')
 
 
 def default_hparams():
-  """Every hparam tfvae knows, with its default; configs and --hparams override these."""
+  """Every hparam tfvae knows, with its default and its range; configs and --hparams override
+  these, and check_hparams ties them together."""
   return HParams(
       # Model.
-      z_size=20,                    # latent dimensions
-      hidden_sizes=[500],           # MLP hidden layers (decoder uses them reversed)
-      activation='tanh',            # hidden activation: tanh (the paper), relu, elu, ...
-      conv_filters=[32, 64],        # conv encoder/decoder: one stride-2 layer per entry
-      autoregressive_units=500,     # autoregressive decoders: MADE units / PixelCNN features
-      autoregressive_window=7,      # PixelCNN decoder: side of its causal window (odd)
-      likelihood='bernoulli',       # p(x|z): bernoulli or gaussian
-      min_posterior_scale=1e-4,     # floor on q(z|x)'s sigma
-      min_decoder_scale=1e-2,       # floor on the Gaussian decoder's sigma
+      # latent dimensions
+      z_size=Int(20, min=1),
+      # MLP hidden layers (decoder uses them reversed)
+      hidden_sizes=IntList([500], min=1),
+      # hidden activation: tanh (the paper), relu, elu, ...
+      activation=Str('tanh', check=layers.activation,
+                     description='a Keras activation name (tanh, relu, elu, ...) or glu'),
+      # conv encoder/decoder: one stride-2 layer per entry
+      conv_filters=IntList([32, 64], min=1, max_length=8),
+      # autoregressive decoders: MADE units / PixelCNN features
+      autoregressive_units=Int(500, min=1),
+      # PixelCNN decoder: side of its causal window (odd)
+      autoregressive_window=Int(7, min=3, odd=True),
+      # p(x|z): bernoulli, gaussian or logistic_mixture (discretised, for 8-bit images)
+      likelihood=Choice('bernoulli', list(LIKELIHOODS)),
+      # logistic_mixture: logistics per sub-pixel (1: a plain discretised logistic)
+      num_mixtures=Int(5, min=1, max=100),
+      # floor on q(z|x)'s sigma
+      min_posterior_scale=Float(1e-4, min=0, min_inclusive=False),
+      # floor on the Gaussian decoder's sigma
+      min_decoder_scale=Float(1e-2, min=0, min_inclusive=False),
+
       # Objective.
-      objective='elbo',             # elbo (the paper's SGVB) or iwae (importance-weighted)
-      num_samples=1,                # posterior samples per example: SGVB's L, or IWAE's K
-      free_bits=0.0,                # KL below free_bits * ln 2 nats is not penalised
-      max_beta=1.0,                 # final KL weight
-      beta_rate=0.0,                # beta = (1 - beta_rate**step) * max_beta
+      # elbo (the paper's SGVB) or iwae (importance-weighted)
+      objective=Choice('elbo', OBJECTIVES),
+      # posterior samples per example: SGVB's L, or IWAE's K
+      num_samples=Int(1, min=1, max=100000),
+      # KL below free_bits * ln 2 nats is not penalised
+      free_bits=Float(0.0, min=0),
+      # final KL weight
+      max_beta=Float(1.0, min=0),
+      # beta = (1 - beta_rate**step) * max_beta
+      beta_rate=Float(0.0, min=0, max=1, max_inclusive=False),
+
       # Data.
-      batch_size=100,               # global batch size
-      binarize=False,               # dynamic binarisation of greyscale images
+      # global batch size
+      batch_size=Int(100, min=1, max=10**7),
+      # dynamic binarisation of greyscale images
+      binarize=Bool(False),
+      # images resized (shorter side) and centre-cropped to image_size^2 (0: native size)
+      image_size=Int(0, min=0, max=4096),
+      # images converted to 1 (greyscale) or 3 (RGB) channels (0: native)
+      channels=Choice(0, [0, 1, 3]),
+
       # Optimisation.
-      optimizer='adam',             # adam or adagrad (the paper used adagrad)
-      learning_rate=1e-3,           # lr = (learning_rate - min_learning_rate) *
-      decay_rate=0.9999,            #      decay_rate**step + min_learning_rate
-      min_learning_rate=1e-5,
-      grad_clip=1e3,                # global-norm gradient clipping (0 turns it off)
-      ema_decay=0.0,                # Polyak averaging of the weights used to evaluate (0: off)
-      jit_compile=True,             # XLA-compile the training step
-      mixed_precision='none',       # none, bfloat16 or float16 (with loss scaling)
-      early_stopping_patience=0,    # epochs without a better valid ELBO before stopping (0: off)
+      # adam or adagrad (the paper used adagrad)
+      optimizer=Choice('adam', list(optimization.OPTIMIZERS)),
+      # lr = (learning_rate - min_learning_rate) *
+      #      decay_rate**step + min_learning_rate
+      learning_rate=Float(1e-3, min=0),
+      decay_rate=Float(0.9999, min=0, max=1, min_inclusive=False),
+      min_learning_rate=Float(1e-5, min=0),
+      # global-norm gradient clipping (0 turns it off)
+      grad_clip=Float(1e3, min=0),
+      # Polyak averaging of the weights used to evaluate (0: off)
+      ema_decay=Float(0.0, min=0, max=1, max_inclusive=False),
+      # XLA-compile the training step
+      jit_compile=Bool(True),
+      # none, bfloat16 or float16 (with loss scaling)
+      mixed_precision=Choice('none', list(optimization.MIXED_PRECISION)),
+      # epochs without a better valid ELBO before stopping (0: off)
+      early_stopping_patience=Int(0, min=0),
+      checks=[check_hparams],
   )
 
 
+def check_hparams(hparams):
+  """The rules between hparams that their ranges cannot state (HParams runs it after every
+  override, parse and from_json): check_objective, and min_learning_rate <= learning_rate."""
+  check_objective(hparams)
+  if hparams.min_learning_rate > hparams.learning_rate:
+    raise HParamsError(
+        f"hparam 'min_learning_rate' must be at most learning_rate "
+        f'({hparams.learning_rate!r}), got {hparams.min_learning_rate!r}')
+
+
 def check_objective(hparams):
-  """Raises a one-line ValueError if the objective hparams do not fit together."""
+  """Raises a one-line HParamsError if the objective hparams do not fit together: the
+  importance-weighted objectives train their bound itself, without free bits or beta."""
   hp = hparams
-  if hp.objective not in OBJECTIVES:
-    raise ValueError(f'unknown objective {hp.objective!r}; valid: {", ".join(OBJECTIVES)}')
-  if hp.num_samples < 1:
-    raise ValueError(f'num_samples must be at least 1, got {hp.num_samples}')
   if hp.objective != 'elbo' and (hp.free_bits > 0 or hp.max_beta != 1 or hp.beta_rate != 0):
-    raise ValueError(
+    raise HParamsError(
         f'objective={hp.objective} trains the importance-weighted bound itself: free bits and '
         f'beta apply to objective=elbo only; got free_bits={hp.free_bits}, max_beta='
         f'{hp.max_beta}, beta_rate={hp.beta_rate}; set free_bits=0,max_beta=1,beta_rate=0 or '
@@ -121,14 +175,6 @@ def beta_schedule(step, beta_rate, max_beta):
   """beta = (1 - beta_rate**step) * max_beta: rises from 0 towards max_beta."""
   step = tf.cast(step, tf.float32)
   return (1.0 - tf.pow(tf.cast(beta_rate, tf.float32), step)) * max_beta
-
-
-def _stateless_seed(seed):
-  """A stateless-RNG seed [2] from an int or a [2] seed."""
-  seed = tf.convert_to_tensor(seed)
-  if seed.shape.rank == 0:
-    seed = tf.stack([tf.cast(seed, tf.int64), tf.constant(0, tf.int64)])
-  return seed
 
 
 def _std_normal_log_prob(x):
@@ -184,9 +230,14 @@ class VAE(keras.layers.Layer):
     autoregressive decoder's mean-field pass (see decoders.BaseDecoder.images)."""
     return self.decoder.images(z)
 
-  def sample(self, n, seed=None):
+  def prior_sample(self, n, seed):
+    """n latents z ~ p(z) = N(0, I), [n, z_size], drawn from an integer seed: row i depends
+    only on (seed, i)."""
+    return noise.normal(noise.key(seed, 'prior'), n, 1, self.z_size)[0]
+
+  def sample(self, n, seed=0):
     """decode_images of n latents z ~ p(z), [n, H, W, C]."""
-    return self.decode_images(self.prior.sample(n, seed=seed))
+    return self.decode_images(self.prior_sample(n, seed))
 
   def sample_terms(self, x, q, eps):
     """SampleTerms for images x [B, H, W, C], their posterior q = encode(x) and standard-
@@ -209,11 +260,12 @@ class VAE(keras.layers.Layer):
 
   def log_weights(self, x, num_samples, seed):
     """Importance log-weights [K, B] for images x [B, H, W, C]: log p(x|z_k) + log p(z_k)
-    - log q(z_k|x) at K = num_samples reparameterised z_k ~ q(z|x), from a stateless seed
-    (an int or a [2] seed). logmeanexp over K is the IWAE bound, <= log p(x)."""
+    - log q(z_k|x) at K = num_samples reparameterised z_k ~ q(z|x), with the evaluation noise
+    of an integer seed (row b of x as example b). logmeanexp over K is the IWAE bound,
+    <= log p(x)."""
     q = self.encode(x)
-    eps = tf.random.stateless_normal([num_samples, tf.shape(x)[0], self.z_size],
-                                     _stateless_seed(seed))
+    eps = noise.normal(noise.key(seed, 'eval_posterior'), tf.shape(x)[0], num_samples,
+                       self.z_size)
     return self.sample_terms(x, q, eps).log_weights
 
   def _noise(self, eps, batch_size):

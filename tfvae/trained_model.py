@@ -2,10 +2,12 @@
 
     model = TrainedModel(run_dir='/tmp/vae')                  # a checkpoint (latest or named)
     model = TrainedModel(saved_model_dir='/tmp/vae_export')   # a SavedModel from bin/export.py
-    mean, stddev, z = model.encode(x)                         # x float32 [B, H, W, C] in [0, 1]
+    mean, stddev, z = model.encode(x)                         # x [B, H, W, C]
     images = model.sample(16, temperature=0.5, seed=1)
 
-Both sources run the same functions (tfvae.export.VAEModule), so they agree exactly.
+Images are float in [0, 1], or uint8 0..255, which are scaled by 1/255 (binary 0/1 data as
+uint8 too); any other values, NaN or infinity are a one-line ValueError. Both sources run the
+same functions (tfvae.export.VAEModule), so they agree exactly.
 """
 
 import json
@@ -44,7 +46,11 @@ class TrainedModel:
       if checkpoint:
         raise ValueError('checkpoint= applies to run_dir=, not to saved_model_dir=')
       metadata = export.read_metadata(saved_model_dir)
-      self._functions = tf.saved_model.load(saved_model_dir).signatures
+      try:
+        self._functions = tf.saved_model.load(saved_model_dir).signatures
+      except (tf.errors.OpError, ValueError, OSError) as e:
+        raise ValueError(f'cannot load the SavedModel {saved_model_dir} ({type(e).__name__}: '
+                         f'{" ".join(str(e).split())[:200]})') from None
       self.model = None
     else:
       module = export.restore_module(run_dir, checkpoint)
@@ -73,19 +79,34 @@ class TrainedModel:
     return {k: v.numpy() for k, v in self._functions[name](**inputs).items()}
 
   def _images(self, x):
-    """x as a float32 tensor, or a one-line error unless its shape is [B, H, W, C]."""
-    x = np.asarray(x, np.float32)
-    if x.shape[1:] != self.image_shape or x.ndim != 4:
-      raise ValueError(f'images have shape {x.shape}; {self.config_name} expects '
-                       f'[batch, {", ".join(map(str, self.image_shape))}]')
-    return tf.constant(x)
+    """x as a float32 tensor in [0, 1] (uint8 scaled by 1/255, 0/1 data kept), or a one-line
+    ValueError unless its shape is [B, H, W, C] and its values finite and in range."""
+    array = np.asarray(x)
+    if array.ndim != 4 or array.shape[1:] != self.image_shape or not len(array):
+      raise ValueError(f'images have shape {array.shape}; {self.config_name} expects '
+                       f'[batch >= 1, {", ".join(map(str, self.image_shape))}]')
+    if array.dtype == np.uint8:
+      array = array.astype(np.float32) / (1.0 if array.max() <= 1 else 255.0)
+    elif not (np.issubdtype(array.dtype, np.floating) or array.dtype == bool):
+      raise ValueError(f'images have dtype {array.dtype}; give float images in [0, 1] or '
+                       'uint8 in 0..255')
+    array = array.astype(np.float32)
+    if not np.all(np.isfinite(array)):
+      raise ValueError('images have NaN or infinite values; give float images in [0, 1]')
+    if array.min() < 0 or array.max() > 1:
+      raise ValueError(f'image values lie in [{array.min():g}, {array.max():g}]; give float '
+                       'images in [0, 1] or uint8 in 0..255')
+    return tf.constant(array)
 
   def _latents(self, z):
-    """z as a float32 tensor, or a one-line error unless its shape is [B, z_size]."""
+    """z as a float32 tensor, or a one-line error unless its shape is [B, z_size] and it is
+    finite."""
     z = np.asarray(z, np.float32)
     if z.ndim != 2 or z.shape[1] != self.z_size:
       raise ValueError(f'latents have shape {z.shape}; {self.config_name} expects '
                        f'[batch, {self.z_size}]')
+    if not np.all(np.isfinite(z)):
+      raise ValueError('latents have NaN or infinite values')
     return tf.constant(z)
 
   def encode(self, x, seed=0):
@@ -100,10 +121,14 @@ class TrainedModel:
 
   def sample(self, n, temperature=1.0, seed=None):
     """n images [n, H, W, C] decoded from z ~ N(0, temperature^2 I); seed None: random."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+      raise ValueError(f'sample needs a whole number n >= 1 of images, got {n!r}')
+    if not (np.isfinite(temperature) and temperature >= 0):
+      raise ValueError(f'temperature must be a finite number >= 0, got {temperature!r}')
     if seed is None:
       seed = np.random.default_rng().integers(2**62)
-    z = temperature * export.noise([n, self.z_size], seed).numpy()
-    return self.decode(z)
+    z = self._call('sample', n=tf.constant(n, tf.int32), seed=tf.constant(seed, tf.int64))['z']
+    return self.decode(temperature * z)
 
   def reconstruct(self, x, seed=0):
     """decode(z) [B, H, W, C] at a posterior sample z of each image in x."""
@@ -117,7 +142,7 @@ class TrainedModel:
                        f'{", ".join(INTERPOLATION_METHODS)}')
     if num_steps < 2:
       raise ValueError(f'num_steps is {num_steps}; an interpolation needs at least 2')
-    pair = np.stack([np.asarray(x1, np.float32), np.asarray(x2, np.float32)])
+    pair = np.stack([np.asarray(x1), np.asarray(x2)])
     mean, _, _ = self.encode(pair)
     t = np.linspace(0.0, 1.0, num_steps, dtype=np.float32)
     if method == 'linear':

@@ -17,6 +17,8 @@ import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-posi
 from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from tfvae import configs  # pylint: disable=g-import-not-at-top,wrong-import-position
+from tfvae import hooks  # pylint: disable=g-import-not-at-top,wrong-import-position
+from tfvae import sources  # pylint: disable=g-import-not-at-top,wrong-import-position
 from tfvae import training  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
@@ -27,17 +29,18 @@ def _loss(folder):
 
 
 def main(data_dir, work_dir):
-  config = configs.get_config('binarized_mnist_fc')
+  config = configs.get_config(os.environ.get('TFVAE_CONFIG', 'binarized_mnist_fc'))
   hparams = config.hparams.parse('hidden_sizes=[32],z_size=4,batch_size=20')
+  source = sources.make_source(config.dataset, data_dir=data_dir)
   trainers = {}
   for name in ('default', 'mirrored'):
     strategy = strategies.make_strategy(name)
-    trainers[name] = training.Trainer(config, hparams, os.path.join(work_dir, name),
-                                      strategy=strategy, seed=3, data_dir=data_dir)
+    trainers[name] = training.Trainer(config, hparams, os.path.join(work_dir, name), source,
+                                      strategy=strategy, seed=3, steps_per_loop=1)
   initial = trainers['default'].model.get_weights()
   trainers['mirrored'].model.set_weights(initial)
   for trainer in trainers.values():
-    trainer.train(1, log_every_n_steps=1, steps_per_loop=1, image_every_n_steps=0)
+    trainer.train(1, hooks.standard(trainer, 1, log_every_n_steps=1))
   one, two = (trainers[n].model.get_weights() for n in ('default', 'mirrored'))
   print(json.dumps({
       'replicas': trainers['mirrored'].strategy.num_replicas_in_sync,
