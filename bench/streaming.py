@@ -80,13 +80,18 @@ LOG_LINE = re.compile(r'\] step (\d+)/(\d+) .*?([\d.]+) examples/sec')
 STREAMING_LINE = 'streaming it from'
 
 
-def train(run_dir, args, timeout=3600):
-  """bin/train.py with args into run_dir: a dict of rc, wall_s, peak_rss_mb, windows (the
-  examples/sec of each log line), examples_per_sec (their median after the first), streamed
-  (whether the log says it streams) and, on failure, the output's last lines."""
+def train(work_dir, args, timeout=3600):
+  """bin/train.py with args into a fresh run_dir under work_dir (removed after): a dict of rc,
+  wall_s, peak_rss_mb, windows (the examples/sec of each log line), examples_per_sec (their
+  median after the first), streamed (whether the log says it streams) and, on failure, the
+  output's last lines."""
+  run_dir = tempfile.mkdtemp(prefix='tfvae_bench_run_', dir=work_dir)
   cmd = [FLAGS.tfvae_python, os.path.join(ROOT, 'bin', 'train.py'), f'--run_dir={run_dir}',
          *args]
-  lines, rc, seconds, rss = run_child(cmd, timeout, FLAGS.verbose)
+  try:
+    lines, rc, seconds, rss = run_child(cmd, timeout, FLAGS.verbose)
+  finally:
+    shutil.rmtree(run_dir, ignore_errors=True)
   windows = [float(m.group(3)) for m in map(LOG_LINE.search, lines) if m]
   result = dict(rc=rc, wall_s=round(seconds, 1), peak_rss_mb=round(rss / MIB, 1),
                 windows=windows, streamed=any(STREAMING_LINE in line for line in lines),
@@ -113,11 +118,7 @@ def speed(work_dir):
     results = {}
     for name, extra in modes.items():
       print(f'round {i}/{FLAGS.rounds}: {name} (load average {loadavg()})', flush=True)
-      run_dir = tempfile.mkdtemp(prefix='tfvae_bench_stream_', dir=work_dir)
-      try:
-        results[name] = train(run_dir, common + extra)
-      finally:
-        shutil.rmtree(run_dir, ignore_errors=True)
+      results[name] = train(work_dir, common + extra)
     per_round.append(results)
   load_after = loadavg()
   print(f'\n{"round":>5}  {"run":<10} {"examples/sec":>12}  {"wall s":>7}  {"peak MiB":>8}  '
@@ -211,11 +212,7 @@ def memory(work_dir):
                       ('streaming', [f'--dataset=npy:{big}',
                                      f'--data_memory_mb={FLAGS.budget_mb:g}'])):
     print(f'  {name} (load average {loadavg()})', flush=True)
-    run_dir = tempfile.mkdtemp(prefix='tfvae_bench_mem_', dir=work_dir)
-    try:
-      runs[name] = train(run_dir, common + extra)
-    finally:
-      shutil.rmtree(run_dir, ignore_errors=True)
+    runs[name] = train(work_dir, common + extra)
   model_mb = runs['tiny in-memory']['peak_rss_mb']
   stream_mb = runs['streaming']['peak_rss_mb']
   excess = stream_mb - model_mb

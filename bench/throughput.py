@@ -145,6 +145,16 @@ def last_json(lines):
   return None
 
 
+def _child_json(cmd, timeout, what):
+  """The last JSON line cmd prints; None (and its last lines printed) when it fails."""
+  lines, rc, _, _ = _run(cmd, timeout)
+  out = last_json(lines)
+  if rc or not out:
+    print(f'  {what} failed (rc {rc}):\n' + tail(lines), flush=True)
+    return None
+  return out
+
+
 # FLOPs and GEMM ceilings
 
 
@@ -187,13 +197,8 @@ def gemm_flops(gemms):
 
 def time_gemms(spec):
   """Runs this script as a child timing TensorFlow's GEMMs (see --gemm_times); its JSON."""
-  lines, rc, _, _ = _run([FLAGS.tfvae_python, os.path.abspath(__file__),
-                               '--gemm_times=' + json.dumps(spec)], timeout=1800)
-  out = last_json(lines)
-  if rc or not out:
-    print(f'  TensorFlow GEMM timing failed (rc {rc}):\n' + tail(lines), flush=True)
-    return None
-  return out
+  return _child_json([FLAGS.tfvae_python, os.path.abspath(__file__),
+                      '--gemm_times=' + json.dumps(spec)], 1800, 'TensorFlow GEMM timing')
 
 
 def merge_gemm_times(timings):
@@ -252,12 +257,7 @@ def run_torch_ceiling(arch, python):
          '--threads', str(FLAGS.threads), '--hidden', str(arch['hidden'][0]),
          '--layers', str(len(arch['hidden'])), '--z', str(arch['z']),
          '--batch', str(arch['batch'])]
-  lines, rc, _, _ = _run(cmd, timeout=600)
-  out = last_json(lines)
-  if rc or not out:
-    print(f'  matmul_ceiling.py failed (rc {rc}):\n' + tail(lines), flush=True)
-    return None
-  return out
+  return _child_json(cmd, 600, 'matmul_ceiling.py')
 
 
 # tfvae runs
