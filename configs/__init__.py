@@ -8,12 +8,13 @@ import dataclasses
 from tfvae import autoregressive
 from tfvae import decoders
 from tfvae import encoders
+from tfvae.errors import UserError
 from tfvae.hparams import HParams
 from tfvae.model import VAE
 from tfvae.model import default_hparams
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
   """An unknown config name."""
 
 

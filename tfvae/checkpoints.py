@@ -24,13 +24,14 @@ import numpy as np
 import tensorflow as tf
 
 from tfvae import optimization
+from tfvae.errors import UserError
 
 # What reading a damaged or vanished checkpoint raises.
 _READ_ERRORS = (tf.errors.OpError, IndexError, ValueError, OSError, EOFError)
 _RETRIES = 3  # re-reads of a folder whose checkpoints change while being read
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
   """No checkpoint can be read as asked; the message is one line naming the files."""
 
 

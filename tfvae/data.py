@@ -32,9 +32,10 @@ import scipy.io
 import tensorflow as tf
 
 from tfvae import noise
+from tfvae.errors import UserError
 
 
-class DataError(Exception):
+class DataError(UserError):
   """A user-facing data problem; str(err) is one line naming the dataset, the files and a fix."""
 
 

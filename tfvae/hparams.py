@@ -21,8 +21,10 @@ import json
 import math
 import re
 
+from tfvae.errors import UserError
 
-class HParamsError(ValueError):
+
+class HParamsError(UserError):
   """A bad hparams value or override: unknown name, wrong type, out of range, malformed."""
 
 

@@ -20,9 +20,10 @@ from tfvae import configs
 from tfvae import data
 from tfvae import sources
 from tfvae import __version__
+from tfvae.errors import UserError
 
 
-class RunDirError(ValueError):
+class RunDirError(UserError):
   """A run directory that cannot be used as asked."""
 
 

@@ -6,10 +6,12 @@ import socket
 
 import tensorflow as tf
 
+from tfvae.errors import UserError
+
 STRATEGIES = ('default', 'one_device', 'mirrored', 'multi_worker_mirrored', 'tpu')
 
 
-class StrategyError(ValueError):
+class StrategyError(UserError):
   """A strategy that cannot be made as asked."""
 
 

@@ -28,6 +28,7 @@ from tfvae import hooks as hooks_lib
 from tfvae import inputs
 from tfvae import optimization
 from tfvae import strategies
+from tfvae.errors import UserError
 from tfvae.run_dir import RunDir
 from tfvae.train_step import TrainStep
 
@@ -36,7 +37,7 @@ CALL_SECONDS = 1.0             # aimed-for duration of one compiled loop call
 MAX_BLOCK_STEPS = 1000         # steps whose data is prepared at once
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(UserError):
   """Training produced a NaN or infinite loss."""
 
 
