@@ -6,8 +6,10 @@ Installed as `tfvae.configs`. `get_config(name)` returns one; `CONFIG_MAP` lists
 import dataclasses
 
 from tfvae import autoregressive
+from tfvae import conv_hierarchy
 from tfvae import decoders
 from tfvae import encoders
+from tfvae import top_down
 from tfvae.errors import UserError
 from tfvae.hparams import HParams
 from tfvae.model import VAE
@@ -27,16 +29,20 @@ class Config:
   decoder: type        # a decoders.BaseDecoder subclass
   hparams: HParams
   dataset: str         # a dataset spec (tfvae.sources): a built-in name, tfds:, folder:, ...
+  top_down: type = top_down.DenseLadder  # the latent groups below the top one
 
   def build_model(self, hparams, image_shape):
     """A VAE with `hparams` for images of shape image_shape [H, W, C]."""
     return VAE(self.encoder(hparams, image_shape, name='encoder'),
-               self.decoder(hparams, image_shape, name='decoder'), hparams, name='vae')
+               self.decoder(hparams, image_shape, name='decoder'), hparams,
+               top_down=self.top_down(hparams, image_shape, name='top_down'), name='vae')
 
 
-def _config(name, description, encoder, decoder, dataset, **hparams):
+def _config(name, description, encoder, decoder, dataset, top_down_class=top_down.DenseLadder,
+            **hparams):
   return Config(name=name, description=description, encoder=encoder, decoder=decoder,
-                hparams=default_hparams().override(**hparams), dataset=dataset)
+                hparams=default_hparams().override(**hparams), dataset=dataset,
+                top_down=top_down_class)
 
 
 _PAPER_MNIST = dict(z_size=20, hidden_sizes=[500], activation='tanh', batch_size=100)
@@ -52,6 +58,20 @@ _GATED = dict(z_size=40, hidden_sizes=[300, 300], activation='glu', batch_size=1
 _COLOUR_CONV = dict(z_size=64, hidden_sizes=[512], activation='relu', conv_filters=[32, 64, 128],
                     likelihood='logistic_mixture', num_mixtures=5, batch_size=64,
                     jit_compile=False)
+
+# Two groups of 40 latents (Tomczak & Welling's HVAE sizes) over the gated 300-300 MLPs, trained
+# on the IWAE bound with doubly reparameterised gradients; updates with a gradient norm above
+# 1000 are skipped.
+_HIERARCHY = dict(_GATED, num_groups=2, objective='iwae_dreg', num_samples=10,
+                  early_stopping_patience=50, grad_skip_threshold=1000.0)
+
+# Colour images, a hierarchy of latent maps: 32-64-64-wide levels (for 32x32: 16x16, 8x8 and
+# 4x4), latent maps of 8 channels: 1 group at the coarsest level, 2 at the next, 1 at 16x16.
+_COLOUR_HIERARCHY = dict(conv_filters=[32, 64, 64], groups_per_level=[1, 2, 1],
+                         latent_channels=8, res_blocks=1, activation='swish',
+                         likelihood='logistic_mixture', num_mixtures=5, batch_size=32,
+                         jit_compile=False, grad_skip_threshold=2000.0, learning_rate=1e-3,
+                         decay_rate=0.99998, min_learning_rate=1e-4)
 
 CONFIG_MAP = {c.name: c for c in [
     _config('mnist_fc',
@@ -82,6 +102,22 @@ CONFIG_MAP = {c.name: c for c in [
             'causal 7x7 window features weighed by z, on the ELBO with early stopping.',
             encoders.MLPEncoder, autoregressive.PixelCNNDecoder, 'binarized_mnist',
             autoregressive_units=16, autoregressive_window=7, **_GATED),
+    _config('binarized_mnist_vampprior',
+            'binarized_mnist_gated with a VampPrior: p(z) the mixture of the encoder\'s '
+            'posteriors at 500 learned pseudo-inputs (one latent group of 40).',
+            encoders.MLPEncoder, decoders.MLPDecoder, 'binarized_mnist', objective='iwae_dreg',
+            num_samples=20, prior='vampprior', prior_components=500,
+            **dict(_GATED, early_stopping_patience=50)),
+    _config('binarized_mnist_hvae',
+            'A two-group hierarchical VAE (z2 over z1, 40 each, inferred top-down) with a '
+            'standard-normal top prior, gated 300-300 MLPs, IWAE bound (K=10) with DReG.',
+            encoders.MLPEncoder, decoders.MLPDecoder, 'binarized_mnist', **_HIERARCHY),
+    _config('binarized_mnist_hvae_pixelcnn',
+            'The best binarised-MNIST model: binarized_mnist_hvae with a VampPrior on the top '
+            'group and a shallow PixelCNN decoder (7x7 causal window, 32 features).',
+            encoders.MLPEncoder, autoregressive.PixelCNNDecoder, 'binarized_mnist',
+            prior='vampprior', prior_components=500, autoregressive_units=32,
+            autoregressive_window=7, **_HIERARCHY),
     _config('mnist_conv',
             'Convolutional encoder/decoder (32, 64 filters), Bernoulli decoder, '
             'dynamically binarised MNIST.',
@@ -105,6 +141,23 @@ CONFIG_MAP = {c.name: c for c in [
             'conv_vae on CelebA faces (through TFDS) resized and centre-cropped to 64x64 RGB.',
             encoders.ConvEncoder, decoders.ConvDecoder, 'tfds:celeb_a',
             **dict(_COLOUR_CONV, image_size=64, conv_filters=[32, 64, 128, 256], z_size=128)),
+    _config('conv_hvae',
+            'A hierarchical VAE for your own colour (or grey) images at any size: latent maps '
+            'at several resolutions inferred top-down over residual blocks (VDVAE-like), a '
+            'discretised logistic mixture likelihood; pass --dataset=folder:PATH (or npz:, '
+            'npy:, tfds:).',
+            conv_hierarchy.ResNetEncoder, conv_hierarchy.StateDecoder, '',
+            top_down_class=conv_hierarchy.ConvTopDown, **_COLOUR_HIERARCHY),
+    _config('cifar10_hvae', 'conv_hvae on CIFAR-10 (32x32 RGB, through TFDS).',
+            conv_hierarchy.ResNetEncoder, conv_hierarchy.StateDecoder, 'tfds:cifar10',
+            top_down_class=conv_hierarchy.ConvTopDown, **_COLOUR_HIERARCHY),
+    _config('celeb_a_64_hvae',
+            'conv_hvae on CelebA faces (through TFDS) resized and centre-cropped to 64x64 RGB, '
+            'with one more resolution (32x32 .. 4x4).',
+            conv_hierarchy.ResNetEncoder, conv_hierarchy.StateDecoder, 'tfds:celeb_a',
+            top_down_class=conv_hierarchy.ConvTopDown,
+            **dict(_COLOUR_HIERARCHY, image_size=64, conv_filters=[32, 64, 64, 64],
+                   groups_per_level=[1, 2, 2, 1])),
     _config('frey_face_fc',
             "The paper's Frey Face model: 200 tanh hidden units, Gaussian decoder with a "
             'sigmoid mean, 10-D latent.',

@@ -91,7 +91,7 @@ def _exact_elbo(model, x):
   residual = np.sum((x.reshape(-1, D) - mu @ w.T - b)**2, -1)
   expected_log_lik = (-0.5 * D * np.log(2 * np.pi * s**2)
                       - (residual + var @ np.sum(w**2, 0)) / (2 * s**2))
-  return expected_log_lik - tfd.kl_divergence(q, model.prior).numpy()
+  return expected_log_lik - tfd.kl_divergence(q, model.prior.distribution()).numpy()
 
 
 def _mlp(**hp):
@@ -196,7 +196,7 @@ def test_iwae_with_one_sample_is_the_elbo_estimator():
   xs = np.repeat(x[:1], 20000, axis=0)
   eps = tf.random.stateless_normal([1, 20000, Z], [3, 0])
   mc = -float(model.compute_losses(xs, 10, eps).loss)
-  stderr = np.std(model.sample_terms(xs, model.encode(xs), eps).log_weights) / np.sqrt(20000)
+  stderr = np.std(model.sample_terms(xs, model.infer(xs), eps).log_weights) / np.sqrt(20000)
   assert stderr < 0.1
   assert mc == pytest.approx(_exact_elbo(model, x[:1])[0], abs=4 * stderr)
 
@@ -205,7 +205,7 @@ def test_iwae_bound_is_logmeanexp_of_log_weights_and_above_elbo():
   model, x, log_px = _linear_gaussian(32, objective='iwae', num_samples=50)
   eps = tf.random.stateless_normal([50, 32, Z], [4, 0])
   losses = model.compute_losses(x, 1, eps)
-  terms = model.sample_terms(x, model.encode(x), eps)
+  terms = model.sample_terms(x, model.infer(x), eps)
   iwae = tf.reduce_logsumexp(terms.log_weights, 0) - math.log(50)
   assert losses.loss.numpy() == pytest.approx(-np.mean(iwae), rel=1e-5)
   assert np.mean(losses.elbo) < np.mean(iwae) < np.mean(log_px) + 0.05

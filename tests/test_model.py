@@ -209,7 +209,7 @@ def test_bernoulli_log_likelihood_matches_tfp():
   x = tf.random.stateless_uniform((8, 28, 28, 1), [7, 1])  # greyscale targets too
   q = model.encode(x)
   eps = tf.random.stateless_normal([3, 8, 4], [6, 0])
-  terms = model.sample_terms(x, q, eps)
+  terms = model.sample_terms(x, model.infer(x), eps)
   z = q.mean() + q.stddev() * eps
   expected = tf.reshape(model.decode(tf.reshape(z, [-1, 4])).log_prob(tf.tile(x, [3, 1, 1, 1])),
                         [3, 8])

@@ -83,8 +83,9 @@ _COMPILED = weakref.WeakKeyDictionary()
 
 
 def _batch_fn(model, num_samples, chunk_size, info=None, binarize=False):
-  """A compiled fn(x, example_ids, seed) -> (log_likelihood, reconstruction, kl, means), the
-  first three [B] and the posterior means [B, z]. x: float images [B, H, W, C] in [0, 1], or
+  """A compiled fn(x, example_ids, seed) -> (log_likelihood, reconstruction, kl, group_kl,
+  means): the first three [B], each group's KL [L, B] and the posterior means [B, z] (a lower
+  group's averaged over the samples of the groups above it). x: float images [B, H, W, C] in [0, 1], or
   with `info` uint8 images of that dataset, scaled (and binarised if `binarize`) inside."""
   cache = _COMPILED.setdefault(model, {})
   # model_input reads only info.binary.
@@ -98,27 +99,36 @@ def _batch_fn(model, num_samples, chunk_size, info=None, binarize=False):
     if info is not None:
       x = data.model_input(x, info, binarize, noise.key(seed, 'eval_binarize'), example_ids)
     eps_key = noise.key(seed, 'eval_posterior')
-    q = model.encode(x)
-    kl = tfd.kl_divergence(q, model.prior)
+    inference = model.infer(x)
     batch = tf.shape(x)[0]
+    num_groups = len(model.groups)
 
-    def body(chunk, running_max, running_sum, log_likelihood_sum):
+    def body(chunk, running_max, running_sum, log_likelihood_sum, kl_sums, mean_sum):
       sample_ids = chunk * chunk_size + tf.range(chunk_size)
       eps = noise.normal(eps_key, example_ids, sample_ids, model.z_size)
-      terms = model.sample_terms(x, q, eps)
+      terms = model.sample_terms(x, inference, eps)
       valid = (sample_ids < num_samples)[:, tf.newaxis]           # the last chunk's spill
       log_weights = tf.where(valid, terms.log_weights, -np.inf)   # [C, B]
       new_max = tf.maximum(running_max, tf.reduce_max(log_weights, 0))
       running_sum = (running_sum * tf.exp(running_max - new_max)
                      + tf.reduce_sum(tf.exp(log_weights - new_max), 0))
       log_likelihood_sum += tf.reduce_sum(tf.where(valid, terms.log_likelihood, 0.0), 0)
-      return chunk + 1, new_max, running_sum, log_likelihood_sum
+      # A group's KL that depends on the samples is averaged over them; a closed-form one
+      # (the top group's under N(0, I)) is the same for every sample and taken once.
+      kl_sums += tf.stack([tf.reduce_sum(tf.where(valid, kl, 0.0), 0) if kl.shape.rank == 2
+                           else tf.where(chunk == 0, kl, 0.0) for kl in terms.group_kl])
+      mean_sum += tf.reduce_sum(tf.where(valid[..., tf.newaxis], terms.means, 0.0), 0)
+      return chunk + 1, new_max, running_sum, log_likelihood_sum, kl_sums, mean_sum
 
-    init = (tf.constant(0), tf.fill([batch], -np.inf), tf.zeros([batch]), tf.zeros([batch]))
-    _, running_max, running_sum, log_likelihood_sum = tf.while_loop(
+    init = (tf.constant(0), tf.fill([batch], -np.inf), tf.zeros([batch]), tf.zeros([batch]),
+            tf.zeros([num_groups, batch]), tf.zeros([batch, model.z_size]))
+    _, running_max, running_sum, log_likelihood_sum, kl_sums, mean_sum = tf.while_loop(
         lambda chunk, *_: chunk < num_chunks, body, init, maximum_iterations=num_chunks)
     log_px = running_max + tf.math.log(running_sum) - math.log(num_samples)
-    return log_px, log_likelihood_sum / num_samples, kl, q.mean()
+    closed_form = tf.constant([model.prior.analytic] + [False] * (num_groups - 1))
+    group_kl = tf.where(closed_form[:, tf.newaxis], kl_sums, kl_sums / num_samples)  # [L, B]
+    return (log_px, log_likelihood_sum / num_samples, tf.reduce_sum(group_kl, 0), group_kl,
+            mean_sum / num_samples)
 
   cache[cache_key] = batch_fn
   return batch_fn
@@ -206,14 +216,16 @@ def evaluate_split(model, images, num_importance_samples, seed=0, binarize=False
                  'samples per chunk.', total if total is not None else 'all',
                  num_importance_samples, batch_size, chunk_size)
   sums = np.zeros(4)  # log_likelihood, reconstruction, kl, log_likelihood^2
+  group_kl_sums = np.zeros(len(model.groups))
   means, count = [], 0
   start = last_log = time.time()
   for x, ids in batches:
-    log_px, reconstruction, kl, mu = fn(tf.convert_to_tensor(x), tf.constant(ids, tf.int64),
-                                        seed_tensor)
+    log_px, reconstruction, kl, group_kl, mu = fn(
+        tf.convert_to_tensor(x), tf.constant(ids, tf.int64), seed_tensor)
     log_px = log_px.numpy()
     sums += [log_px.sum(), reconstruction.numpy().sum(), kl.numpy().sum(),
              np.square(log_px).sum()]
+    group_kl_sums += group_kl.numpy().sum(1)
     means.append(mu.numpy())
     count += len(ids)
     if time.time() - last_log >= log_every_secs:
@@ -226,6 +238,8 @@ def evaluate_split(model, images, num_importance_samples, seed=0, binarize=False
     raise ValueError('no examples to evaluate')
   mean_log_px, reconstruction, kl, _ = (float(v) for v in sums / count)
   pixels = math.prod(model.image_shape)
+  means = np.concatenate(means)
+  starts = np.cumsum([0] + model.sizes)
   return {
       'elbo': reconstruction - kl,
       'reconstruction': reconstruction,
@@ -234,7 +248,11 @@ def evaluate_split(model, images, num_importance_samples, seed=0, binarize=False
       'log_likelihood_stderr': math.sqrt(max(float(sums[3]) / count - mean_log_px**2, 0.0)
                                          / max(count - 1, 1)),
       'bits_per_dim': -mean_log_px / (pixels * math.log(2.0)),
-      'active_units': active_units(np.concatenate(means)) if count > 1 else 0,
+      'active_units': active_units(means) if count > 1 else 0,
+      'group_kl': {g.name: float(v) / count for g, v in zip(model.groups, group_kl_sums)},
+      'group_active_units': {
+          g.name: active_units(means[:, a:b]) if count > 1 else 0
+          for g, a, b in zip(model.groups, starts[:-1], starts[1:])},
       'z_size': model.z_size,
       'num_importance_samples': num_importance_samples,
       'num_examples': count,
@@ -285,6 +303,9 @@ def evaluate_run(run_dir=None, split='test', num_importance_samples=5000, data_d
         tf.summary.scalar(name, results[name])
       tf.summary.scalar('losses/r_loss', -results['reconstruction'])
       tf.summary.scalar('losses/kl_bits', results['kl'] / math.log(2.0))
+      if len(results['group_kl']) > 1:
+        for name, value in results['group_kl'].items():
+          tf.summary.scalar(f'losses/kl_bits/{name}', value / math.log(2.0))
     writer.flush()
   return results
 
@@ -300,8 +321,11 @@ def results_table(r):
       ('  reconstruction', f'{r["reconstruction"]:.3f} nats'),
       ('  KL', f'{r["kl"]:.3f} nats'),
       ('active units', f'{r["active_units"]} / {r["z_size"]}'),
-      ('time', f'{r["seconds"]:.1f} s'),
   ]
+  if len(r.get('group_kl', {})) > 1:
+    rows += [(f'  group {name}', f'KL {kl:.3f} nats, {r["group_active_units"][name]} active '
+                                 'units') for name, kl in r['group_kl'].items()]
+  rows.append(('time', f'{r["seconds"]:.1f} s'))
   head = (f'{r["config"]} at step {r["step"]}: {r["split"]} split of {r["dataset"]}, '
           f'{r["num_examples"]} examples, K={k}, seed {r["seed"]}')
   return '\n'.join([head] + [f'  {name:<30}{value}' for name, value in rows])

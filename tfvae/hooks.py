@@ -20,6 +20,7 @@ from tfvae import data
 from tfvae import images
 from tfvae import noise
 from tfvae import optimization
+from tfvae import train_step
 
 NON_FINITE = 'non_finite'  # the reason given to `end` when the loss stopped being finite
 
@@ -264,7 +265,8 @@ def standard(trainer, num_steps, log_every_n_steps=100, checkpoint_every_secs=60
 
 
 class _Window:
-  """Metrics averaged over the steps since the last report, and its wall time."""
+  """Metrics since the last report, and its wall time: train_step.COUNTS summed, the others
+  averaged over the steps."""
 
   def __init__(self):
     self.steps, self.sums, self.start = 0, {}, time.time()
@@ -272,10 +274,12 @@ class _Window:
   def add(self, steps, metrics):
     self.steps += steps
     for name, value in metrics.items():
-      self.sums[name] = self.sums.get(name, 0.0) + value * steps
+      weight = 1 if name in train_step.COUNTS else steps
+      self.sums[name] = self.sums.get(name, 0.0) + value * weight
 
   def means(self):
-    return {name: total / self.steps for name, total in self.sums.items()}
+    return {name: total if name in train_step.COUNTS else total / self.steps
+            for name, total in self.sums.items()}
 
   def seconds(self):
     return time.time() - self.start

@@ -38,6 +38,7 @@ STREAMS = {name: i + 1 for i, name in enumerate((
     'eval_posterior',    # eps in evaluation and validation, and of the export's z
     'eval_binarize',     # the one-off binarisation of evaluation images
     'prior',             # z ~ p(z) for samples
+    'prior_component',   # the mixture component of a learned prior's samples
 ))}
 
 

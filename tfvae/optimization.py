@@ -120,6 +120,16 @@ def clip_gradients(grads, clip_norm):
   return [g * tf.cast(scale, g.dtype) for g in grads], norm
 
 
+def skip_update(global_norm, threshold, loss_scaled=False):
+  """Whether to skip an update: its gradient norm is not finite, or above threshold (> 0).
+  Under loss scaling non-finite gradients go to the loss-scale optimiser, which skips them
+  itself and lowers its scale."""
+  too_large = global_norm > threshold if threshold > 0 else tf.constant(False)
+  if loss_scaled:
+    return too_large
+  return tf.logical_or(tf.logical_not(tf.math.is_finite(global_norm)), too_large)
+
+
 def set_precision_policy(hparams):
   """Sets Keras's global dtype policy from hparams.mixed_precision (none|bfloat16|float16).
 

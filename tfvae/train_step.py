@@ -11,6 +11,10 @@ global batch) (`tfvae.noise`), so it too is the same on any number of replicas.
     grads  <- grads * min(1, grad_clip / ||grads||)                    (global-norm clipping)
     weights <- optimizer(weights, grads)                                (Adam or Adagrad)
 
+unless ||grads|| is not finite or above grad_skip_threshold (> 0): then the update is skipped
+(weights, optimiser state and averages unchanged; the step still counts) and counted in the
+`skipped_updates` metric, whose other metrics leave that step out.
+
 Under float16 the loss is scaled by the optimiser's dynamic loss scale and the gradients
 unscaled before clipping. On one replica the whole loop of steps (data, noise, forward,
 backward, clipping, optimiser, metric sums) is a single XLA computation, so the host is not
@@ -27,7 +31,9 @@ from tfvae import noise
 from tfvae import optimization
 
 METRICS = ('loss', 'losses/r_loss', 'losses/kl_loss', 'losses/kl_bits', 'losses/kl_beta',
-           'elbo', 'learning_rate', 'global_norm')
+           'elbo', 'learning_rate', 'global_norm', 'skipped_updates')
+# Metrics a call returns as its total over its steps rather than their mean.
+COUNTS = ('skipped_updates',)
 
 
 class TrainStep:
@@ -44,6 +50,10 @@ class TrainStep:
       raise ValueError(f'batch_size {hparams.batch_size} does not divide over {replicas} '
                        f'replicas; use a multiple of {replicas}')
     self._local_batch = hparams.batch_size // replicas
+    groups = state.model.groups
+    # One group's KL is losses/kl_bits itself; with several, each also has its own.
+    self.metric_names = METRICS + (tuple(f'losses/kl_bits/{g.name}' for g in groups)
+                                   if len(groups) > 1 else ())
     # On one replica XLA compiles the whole loop; across replicas only each step's forward
     # and backward pass (the optimiser's cross-replica update cannot be inside XLA). On a
     # CPU, XLA runs convolutions whose weights change inside its loop about 12x slower than
@@ -73,18 +83,22 @@ class TrainStep:
       if hp.mixed_precision == 'float16':
         scaled_loss = self._state.optimizer.scale_loss(scaled_loss)
     grads = tape.gradient(scaled_loss, model.trainable_variables)
-    # The four batch means in one matrix-vector product: one small op, not four reductions.
-    per_example = tf.stack([losses.r_loss, losses.kl_cost, losses.kl_div / math.log(2.0),
-                            losses.elbo])
-    means = tf.linalg.matvec(per_example, tf.fill([self._local_batch],
-                                                  1.0 / self._local_batch))
-    metrics = dict(zip(('losses/r_loss', 'losses/kl_loss', 'losses/kl_bits', 'elbo'),
-                       tf.unstack(means)))
+    # The batch means in one matrix-vector product: one small op, not one reduction each.
+    names = ('losses/r_loss', 'losses/kl_loss', 'losses/kl_bits', 'elbo')
+    per_example = [losses.r_loss, losses.kl_cost, losses.kl_div / math.log(2.0), losses.elbo]
+    if len(self.metric_names) > len(METRICS):
+      names += self.metric_names[len(METRICS):]
+      per_example += tf.unstack(tf.transpose(losses.group_kl) / math.log(2.0))
+    means = tf.linalg.matvec(tf.stack(per_example),
+                             tf.fill([self._local_batch], 1.0 / self._local_batch))
+    metrics = dict(zip(names, tf.unstack(means)))
     metrics.update({'loss': losses.loss, 'losses/kl_beta': losses.beta})
     return grads, {k: v / replicas for k, v in metrics.items()}
 
-  def _replica_step(self, block, i):
-    """One update from step i of the block; returns the global metrics {METRICS: scalar}."""
+  def _replica_update(self, block, i):
+    """Step i of the block up to its update: (gradients summed across replicas, clipped and
+    scaled for the optimiser; whether to skip the update; the global metrics {name: scalar},
+    a skipped step's left at zero). Counts the step."""
     state, hp = self._state, self._hparams
     ctx = tf.distribute.get_replica_context()
     replicas = ctx.num_replicas_in_sync
@@ -102,9 +116,35 @@ class TrainStep:
     grads, global_norm = optimization.clip_gradients(grads, hp.grad_clip)
     # Keras sums gradients across replicas itself; ours are already summed.
     grads = [g * (loss_scale / replicas) for g in grads]
-    state.optimizer.apply_gradients(zip(grads, state.model.trainable_variables))
+    skip = optimization.skip_update(global_norm, hp.grad_skip_threshold,
+                                    loss_scaled=hp.mixed_precision == 'float16')
     state.step.assign_add(1)
-    return dict(metrics, learning_rate=learning_rate, global_norm=global_norm)
+    # A skipped step's metrics (often not finite) stay out of the sums.
+    metrics = {k: tf.where(skip, 0.0, v) for k, v in metrics.items()}
+    metrics.update(learning_rate=learning_rate, global_norm=tf.where(skip, 0.0, global_norm),
+                   skipped_updates=tf.cast(skip, tf.float32))
+    return grads, skip, metrics
+
+  def _apply(self, grads):
+    """The optimiser's update of the model's weights with `grads`."""
+    self._state.optimizer.apply_gradients(zip(grads, self._state.model.trainable_variables))
+    return tf.constant(0.0)
+
+  def _replica_step(self, block, i):
+    """One update from step i of the block on one replica; returns the metrics."""
+    grads, skip, metrics = self._replica_update(block, i)
+    tf.cond(skip, lambda: tf.constant(0.0), lambda: self._apply(grads))
+    return metrics
+
+  def _strategy_step(self, block, i):
+    """One update from step i of the block on every replica; returns the metrics. The
+    decision to skip, the same on every replica, is taken outside the replicas: a
+    synchronisation point (the optimiser's) may not sit inside control flow within them."""
+    grads, skip, metrics = self._strategy.run(self._replica_update, (block, i))
+    local = self._strategy.experimental_local_results
+    tf.cond(local(skip)[0], lambda: tf.constant(0.0),
+            lambda: local(self._strategy.run(self._apply, (grads,)))[0])
+    return local(metrics)[0]
 
   def _replica_loop(self, block, offset, num_steps):
     """One replica, one XLA computation: steps offset .. offset + num_steps - 1 of the block;
@@ -112,29 +152,32 @@ class TrainStep:
     # A while loop, not `for i in tf.range(...)`: XLA would take the range's bounds as
     # compile-time constants and compile again for every new number of steps. The sums are
     # one vector, added in one op a step.
-    sums = tf.zeros([len(METRICS)])
+    names = self.metric_names
+    sums = tf.zeros([len(names)])
     i, end = offset, offset + num_steps
     while i < end:
       metrics = self._replica_step(block, i)
-      sums += tf.stack([metrics[name] for name in METRICS])
+      sums += tf.stack([metrics[name] for name in names])
       i += 1
-    return dict(zip(METRICS, tf.unstack(sums)))
+    return dict(zip(names, tf.unstack(sums)))
 
   def _strategy_loop(self, block, offset, num_steps):
-    """The metrics averaged over steps offset .. offset + num_steps - 1 of the block
-    (non-finite if any step's were)."""
+    """The metrics of steps offset .. offset + num_steps - 1 of the block: COUNTS summed,
+    the others averaged over the updates that were not skipped (NaN if none was)."""
+    names = self.metric_names
     if self._fused:
       per_replica = self._strategy.run(self._fused_loop, (block, offset, num_steps))
       sums = self._strategy.experimental_local_results(per_replica)[0]
     else:
-      sums = {name: tf.constant(0.0) for name in METRICS}
+      sums = {name: tf.constant(0.0) for name in names}
       i, end = offset, offset + num_steps
       while i < end:
-        per_replica = self._strategy.run(self._replica_step, (block, i))
-        metrics = self._strategy.experimental_local_results(per_replica)[0]
-        sums = {name: sums[name] + metrics[name] for name in METRICS}
+        metrics = self._strategy_step(block, i)
+        sums = {name: sums[name] + metrics[name] for name in names}
         i += 1
-    return {name: total / tf.cast(num_steps, tf.float32) for name, total in sums.items()}
+    applied = tf.cast(num_steps, tf.float32) - sums['skipped_updates']
+    return {name: total if name in COUNTS else total / applied
+            for name, total in sums.items()}
 
   def __call__(self, block, offset, num_steps):
     means = self._loop(block, tf.constant(offset), tf.constant(num_steps))

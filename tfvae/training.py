@@ -35,6 +35,7 @@ from tfvae.train_step import TrainStep
 DEFAULT_DATA_MEMORY_MB = 2048  # a training split larger than this is streamed from disk
 CALL_SECONDS = 1.0             # aimed-for duration of one compiled loop call
 MAX_BLOCK_STEPS = 1000         # steps whose data is prepared at once
+MAX_SKIPPED_IN_A_ROW = 100     # with grad_skip_threshold > 0: this many skips in a row diverged
 
 
 class NonFiniteLossError(UserError):
@@ -75,6 +76,8 @@ class Trainer:
                                        self.block_steps, data_memory_mb)
     self.steps_per_epoch = self.batches.steps_per_epoch
     self._train_step = TrainStep(self.state, hparams, info, self.batches, self.strategy, seed)
+    self.metric_names = self._train_step.metric_names
+    self._skipped_in_a_row = 0
     self._scratch = None if self.is_chief else tempfile.mkdtemp(prefix='tfvae_worker_')
     if self.is_chief:
       for folder in (self.run_dir.train_dir, self.run_dir.best_dir):
@@ -89,6 +92,11 @@ class Trainer:
   def step(self):
     """Training steps taken (restored with the checkpoint)."""
     return int(self.state.step.numpy())
+
+  def weights_finite(self):
+    """Whether every variable of the model and the optimiser is finite (checked after each
+    compiled call, so that no checkpoint holds a non-finite value)."""
+    return bool(_all_finite(self.state.model.variables + self.state.optimizer.variables))
 
   def restore(self):
     """Restores the newest readable checkpoint in run_dir/train, if any; returns its path."""
@@ -142,8 +150,9 @@ class Trainer:
     if reason == hooks_lib.NON_FINITE:
       last = self.manager.latest_checkpoint
       raise NonFiniteLossError(
-          f'the loss became non-finite before step {self.step}; kept the last good checkpoint '
-          f'({last or "none yet"}). Try a lower learning_rate or grad_clip in --hparams.')
+          f'the loss became non-finite (or its gradient, or the weights) before step '
+          f'{self.step}; kept the last good checkpoint ({last or "none yet"}). Try a lower '
+          'learning_rate or grad_clip, or grad_skip_threshold, in --hparams.')
     if reason != 'signal':
       logging.info('Done: step %d, checkpoint %s.', self.step, self.manager.latest_checkpoint)
     return reason
@@ -157,14 +166,29 @@ class Trainer:
     start = time.time()
     metrics = self._train_step(block, offset, n)
     calls.record(n, time.time() - start)
-    # Only the loss: float16 loss scaling has non-finite gradients (skipped steps).
-    if not math.isfinite(metrics['loss']):
+    if self._diverged(n, metrics) or not self.weights_finite():
       return hooks_lib.NON_FINITE
     wanted = None
     for hook in hooks:
       wanted = hook.after_steps(self, n, metrics) or wanted
     (stop,) = self.agree(wanted is not None)
     return (wanted or 'stopped by another worker') if stop else None
+
+
+  def _diverged(self, steps, metrics):
+    """Whether training diverged in a call of `steps` steps: with grad_skip_threshold 0, any
+    skipped (non-finite) update; else MAX_SKIPPED_IN_A_ROW skipped updates in a row."""
+    skipped = metrics['skipped_updates']
+    if self.hparams.grad_skip_threshold == 0:
+      return skipped > 0 or not math.isfinite(metrics['loss'])
+    self._skipped_in_a_row = self._skipped_in_a_row + steps if skipped == steps else 0
+    return self._skipped_in_a_row >= MAX_SKIPPED_IN_A_ROW
+
+
+@tf.function
+def _all_finite(variables):
+  return tf.reduce_all([tf.reduce_all(tf.math.is_finite(tf.cast(v, tf.float32)))
+                        for v in variables if v.dtype.is_floating])
 
 
 class _CallLength:
