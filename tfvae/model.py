@@ -283,13 +283,14 @@ class VAE(keras.layers.Layer):
     return tf.split(z, self.sizes, -1) if len(self.sizes) > 1 else [z]
 
   def descend(self, inference=None, eps=None, num_posterior=None, temperature=1.0, z=None,
-              u=None):
+              u=None, with_priors=True):
     """The top-down pass (Path) for K samples of B images or latents.
 
     Group l takes the given z (z [K, B, z_size]: every group given), else a posterior sample
     mu_q + sigma_q * eps_l when l < num_posterior (default: all groups; needs `inference`),
     else a prior sample at `temperature` (mu_p + temperature * sigma_p * eps_l; the top group
     through the prior, u [K, B] choosing a mixture's component). eps [K, B, z_size].
+    with_priors=False leaves out the lower groups' priors where no prior sample needs them.
     """
     num_groups = len(self.groups)
     num_posterior = num_groups if num_posterior is None else num_posterior
@@ -306,7 +307,8 @@ class VAE(keras.layers.Layer):
     zs, posteriors, priors = [z_top], [q_top], [None]
     state = self.top_down.start(z_top)
     for l in range(1, num_groups):
-      p = self.top_down.prior(l, state)
+      needs_prior = with_priors or (given is None and l >= num_posterior)
+      p = self.top_down.prior(l, state) if needs_prior else None
       q = None
       if given is not None:
         z_l = given[l]
@@ -425,7 +427,8 @@ class VAE(keras.layers.Layer):
     def reweighted(z):
       return tf.identity(z), lambda dz: dz * scale['v'][..., tf.newaxis]
 
-    sampled = self.descend(inference, eps)
+    # The lower groups' priors are taken from the second pass (the same values).
+    sampled = self.descend(inference, eps, with_priors=False)
     zs = [reweighted(z) for z in sampled.zs]
     path = self.descend(z=tf.concat(zs, -1)) if len(zs) > 1 else Path(
         zs, sampled.posteriors, sampled.priors, self.top_down.output(zs[0], zs))
@@ -441,9 +444,8 @@ class VAE(keras.layers.Layer):
           q = self.top_down.posterior(l, state, features[l])
           log_posterior.append(_log_posterior((zs[l] - q.mean()) / q.stddev(), q.stddev()))
           state = self.top_down.merge(l, state, zs[l])
-    group_kl = self._group_kl(sampled, self.split(eps))
-    terms = self._terms(x, path._replace(posteriors=sampled.posteriors), tf.add_n(log_posterior),
-                        group_kl)
+    path = path._replace(posteriors=sampled.posteriors)
+    terms = self._terms(x, path, tf.add_n(log_posterior), self._group_kl(path, self.split(eps)))
     return terms, lambda v: scale.update(v=v)
 
   def compute_losses(self, x, step, eps=None):

@@ -81,12 +81,23 @@ class _Mixture(Prior):
         components_distribution=tfd.MultivariateNormalDiag(loc=locs, scale_diag=scales))
 
   def log_prob(self, z):
-    """log sum_c pi_c N(z; m_c, s_c^2): [...] for z [..., D], one log-sum-exp over C."""
+    """log sum_c pi_c N(z; m_c, diag s_c^2): [...] for z [..., D].
+
+    The squared distances come from two matrix products over the flattened leading axes,
+    sum_d ((z_d - m_cd) / s_cd)^2 = z^2 . (1 / s_c^2) - 2 z . (m_c / s_c^2) + |m_c / s_c|^2,
+    so that the [..., C, D] differences are never formed (K B C D floats for K samples of a
+    batch of B against C components)."""
     logits, locs, scales = self.components()
-    z = z[..., tf.newaxis, :]                                            # [..., 1, D]
-    component = (std_normal_log_prob((z - locs) / scales)
-                 - tf.reduce_sum(tf.math.log(scales), -1))               # [..., C]
-    return tf.reduce_logsumexp(tf.nn.log_softmax(logits) + component, -1)
+    precisions = tf.math.reciprocal(tf.square(scales))                   # [C, D]
+    flat = tf.reshape(z, [-1, self.size])
+    squared = (tf.matmul(tf.square(flat), precisions, transpose_b=True)
+               - 2.0 * tf.matmul(flat, locs * precisions, transpose_b=True)
+               + tf.reduce_sum(tf.square(locs) * precisions, -1))        # [N, C]
+    log_normalisers = (-tf.reduce_sum(tf.math.log(scales), -1)
+                       - 0.5 * self.size * math.log(2 * math.pi))         # [C]
+    component = log_normalisers - 0.5 * tf.maximum(squared, 0.0)
+    log_p = tf.reduce_logsumexp(tf.nn.log_softmax(logits) + component, -1)
+    return tf.reshape(log_p, tf.shape(z)[:-1])
 
   def sample(self, eps, u, temperature=1.0):
     """z = m_c + temperature * s_c * eps with c drawn from pi by inverse CDF at u [...]."""

@@ -76,7 +76,7 @@ class TrainStep:
     rows = start + tf.range(self._local_batch)
     x = data.model_input(self._batches.rows(block, i, start, self._local_batch), self._info,
                          hp.binarize, self._binarize_key, rows, step)
-    eps = noise.normal(self._eps_key, rows, hp.num_samples, hp.z_size, step)
+    eps = noise.normal(self._eps_key, rows, hp.num_samples, model.z_size, step)
     with tf.GradientTape() as tape:
       losses = model.compute_losses(x, step, eps)
       scaled_loss = losses.loss / replicas
