@@ -99,7 +99,7 @@ def summary_images(model, x, num=16, seed=0):
   x = tf.convert_to_tensor(x, tf.float32)[:num]
   rows = tf.shape(x)[0]
   eps = noise.normal(noise.key(seed, 'eval_posterior'), rows, 1, model.z_size)[0]
-  z_posterior = model.reparameterize(model.encode(x), eps)
+  z_posterior = model.posterior_sample(x, eps)
   z_prior = model.prior_sample(num, seed)
   decoded = model.decode_images(tf.concat([z_posterior, z_prior], 0)).numpy()
   count = int(rows)
