@@ -48,8 +48,10 @@ _STANDALONE = textwrap.dedent('''
     outputs = {
         'encode': sigs['encode'](x=x, seed=seed),
         'decode': sigs['decode'](z=z),
-        'sample': sigs['sample'](n=tf.constant(5), seed=seed),
+        'sample': sigs['sample'](n=tf.constant(5), seed=seed, temperature=tf.constant(1.0)),
         'reconstruct': sigs['reconstruct'](x=x, seed=seed),
+        'resample': sigs['resample'](x=x, seed=seed, num_groups=tf.constant(0),
+                                     temperature=tf.constant(0.5)),
         'elbo': sigs['elbo'](x=x, seed=seed),
         'serving_default': sigs['serving_default'](x=x, seed=seed),
     }
@@ -64,7 +66,7 @@ _STANDALONE = textwrap.dedent('''
         ('z_shape', lambda: sigs['decode'](z=tf.zeros([2, 5]))),
         ('range', lambda: sigs['encode'](x=tf.fill([2, 28, 28, 1], 255.0), seed=seed)),
         ('nan', lambda: sigs['reconstruct'](x=tf.fill([2, 28, 28, 1], np.nan), seed=seed)),
-        ('n', lambda: sigs['sample'](n=tf.constant(0), seed=seed)),
+        ('n', lambda: sigs['sample'](n=tf.constant(0), seed=seed, temperature=tf.constant(1.0))),
     ]:
       try:
         call()
@@ -105,8 +107,10 @@ def _expected_outputs(module, x, z):
   """Every signature's outputs in process, keyed 'signature/output', plus the inputs."""
   seed = tf.constant(SEED, tf.int64)
   calls = {'encode': module.encode(x, seed), 'decode': module.decode(z),
-           'sample': module.sample(tf.constant(5), seed),
-           'reconstruct': module.reconstruct(x, seed), 'elbo': module.elbo(x, seed),
+           'sample': module.sample(tf.constant(5), seed, tf.constant(1.0)),
+           'reconstruct': module.reconstruct(x, seed),
+           'resample': module.resample(x, seed, tf.constant(0), tf.constant(0.5)),
+           'elbo': module.elbo(x, seed),
            'serving_default': module.reconstruct(x, seed)}
   flat = {f'{name}/{key}': v.numpy() for name, out in calls.items() for key, v in out.items()}
   return dict(flat, x=x.numpy(), z=z.numpy(), seed=np.int64(SEED))
@@ -132,7 +136,7 @@ def test_signatures_compute_the_model(mnist_z2_run):
   _close(elbo['reconstruction'], -losses.r_loss)
   _close(elbo['kl'], losses.kl_div)
   _close(elbo['elbo'], elbo['reconstruction'] - elbo['kl'])
-  sample = module.sample(tf.constant(3), seed)
+  sample = module.sample(tf.constant(3), seed, tf.constant(1.0))
   assert sample['x'].shape == (3, 28, 28, 1) and sample['z'].shape == (3, 2)
   _close(sample['z'], model.prior_sample(3, SEED))
   _close(sample['x'], model.decode(sample['z']).mean())
@@ -156,8 +160,8 @@ def test_saved_model_runs_without_tfvae_and_matches(exported, tmp_path):
   assert report['signatures'] == sorted(export.SIGNATURES)
   assert report['outputs'] == {
       'encode': ['mean', 'stddev', 'z'], 'decode': ['x'], 'sample': ['x', 'z'],
-      'reconstruct': ['x'], 'elbo': ['elbo', 'kl', 'reconstruction'],
-      'serving_default': ['x']}
+      'reconstruct': ['x'], 'resample': ['x', 'z'],
+      'elbo': ['elbo', 'group_kl', 'kl', 'reconstruction'], 'serving_default': ['x']}
   saved = json.load(open(os.path.join(run_dir, 'config.json')))
   assert report['config_name'] == 'mnist_fc_z2' and report['dataset'] == 'mnist'
   assert report['hparams'] == saved['hparams']
@@ -261,8 +265,8 @@ def test_an_autoregressive_decoder_exports_and_matches(made_run, tmp_path):
   decoded = loaded['decode'](z=z)['x']
   _close(decoded, module.decode(z)['x'])
   _close(decoded, module.model.decode_images(z))  # the mean-field pass
-  _close(loaded['sample'](n=tf.constant(2), seed=seed)['x'],
-         module.sample(tf.constant(2), seed)['x'])
+  _close(loaded['sample'](n=tf.constant(2), seed=seed, temperature=tf.constant(1.0))['x'],
+         module.sample(tf.constant(2), seed, tf.constant(1.0))['x'])
   for name in ('elbo', 'reconstruction', 'kl'):
     _close(loaded['elbo'](x=x, seed=seed)[name], module.elbo(x, seed)[name])
 

@@ -291,3 +291,30 @@ def test_conv_hierarchy_rejects_a_layout_it_cannot_build():
     conv_hierarchy.ConvTopDown(hparams, (8, 8, 3))
   with pytest.raises(UserError, match='not glu'):
     conv_hierarchy.ConvTopDown(default_hparams().override(activation='glu'), (8, 8, 3))
+
+
+def test_export_of_a_hierarchy_samples_at_temperature_and_resamples_lower_groups(tmp_path):
+  """The SavedModel's signatures serve every group: encode returns them all, sample takes a
+  temperature, resample keeps the top k groups of the posterior."""
+  from tfvae import export  # pylint: disable=import-outside-toplevel
+  from tfvae.run_dir import Run  # pylint: disable=import-outside-toplevel
+  from tfvae import configs  # pylint: disable=import-outside-toplevel
+  config = configs.get_config('binarized_mnist_hvae')
+  hparams = config.hparams.override(hidden_sizes=[8], z_size=2, num_groups=3)
+  model = config.build_model(hparams, SHAPE)
+  model.build_variables()
+  module = export.VAEModule(model, Run(config, hparams, SHAPE), step=0)
+  x = _images(3)
+  seed = tf.constant(4, tf.int64)
+  encoded = module.encode(x, seed)
+  assert encoded['z'].shape == (3, 6) and encoded['mean'].shape == (3, 6)
+  np.testing.assert_allclose(encoded['z'], model.posterior_sample(x, module._eps(x, seed)),
+                             rtol=1e-5)
+  cold = module.sample(tf.constant(2), seed, tf.constant(0.0))['z'].numpy()
+  np.testing.assert_allclose(cold[:, :2], 0.0)
+  kept = module.resample(x, seed, tf.constant(1), tf.constant(1.0))['z'].numpy()
+  np.testing.assert_allclose(kept[:, :2], encoded['z'][:, :2], rtol=1e-5)
+  assert not np.allclose(kept[:, 2:], encoded['z'][:, 2:])
+  everything = module.resample(x, seed, tf.constant(3), tf.constant(1.0))['z']
+  np.testing.assert_allclose(everything, encoded['z'], rtol=1e-5)
+  assert module.elbo(x, seed)['group_kl'].shape == (3, 3)

@@ -6,14 +6,22 @@ and its decoder as a TensorFlow Lite model.
 Signatures (B is dynamic; x is float32 [B, H, W, C] in the dataset's image shape, pixels
 in [0, 1]; seeds are int64 scalars; every output is float32):
 
-    encode(x, seed)      -> mean [B, z], stddev [B, z], z [B, z]   z = mean + stddev * eps
+    encode(x, seed)      -> mean [B, z], stddev [B, z], z [B, z]   z = mean + stddev * eps,
+                            every latent group's, top first (a lower group's mean and stddev
+                            are its posterior's at the sampled groups above it)
     decode(z)            -> x [B, H, W, C]      VAE.decode_images: the likelihood's mean
                                                 (Bernoulli: probabilities; made: mean-field)
-    sample(n, seed)      -> x [n, H, W, C], z [n, z]   z ~ N(0, I), x = decode(z); n is int32
+    sample(n, seed, temperature)
+                         -> x [n, H, W, C], z [n, z]   z ~ p(z) with every group's scale times
+                                                the temperature (1: the prior), x = decode(z)
     reconstruct(x, seed) -> x [B, H, W, C]      decode(encode(x, seed).z)
-    elbo(x, seed)        -> elbo, reconstruction, kl, each [B] nats, as in training:
-                            reconstruction = log p(x|z) (mean over num_samples z),
-                            kl = KL(q(z|x) || p(z)), elbo = reconstruction - kl
+    resample(x, seed, num_groups, temperature)
+                         -> x [B, H, W, C], z [B, z]   the top num_groups groups from the
+                                                posterior, the others from their priors at
+                                                the temperature: what each level encodes
+    elbo(x, seed)        -> elbo, reconstruction, kl [B] and group_kl [B, L] nats, as in
+                            training: reconstruction = log p(x|z) (mean over num_samples z),
+                            kl = sum of the groups' KL(q || p), elbo = reconstruction - kl
     serving_default      =  reconstruct
 
 Inputs are checked when the signatures run: x of the wrong shape, with values outside [0, 1]
@@ -46,7 +54,8 @@ from tfvae.run_dir import load_run as load_run_dir
 
 METADATA_FILE = 'tfvae.json'
 TFLITE_FILE = 'decode.tflite'
-SIGNATURES = ('encode', 'decode', 'sample', 'reconstruct', 'elbo', 'serving_default')
+SIGNATURES = ('encode', 'decode', 'sample', 'reconstruct', 'resample', 'elbo',
+              'serving_default')
 
 
 class VAEModule(tf.Module):
@@ -68,6 +77,7 @@ class VAEModule(tf.Module):
         'config': run.config.name, 'dataset': run.config.dataset,
         'hparams': run.hparams.values(), 'step': int(step),
         'image_shape': list(model.image_shape), 'z_size': model.z_size,
+        'groups': [{'name': g.name, 'shape': list(g.shape)} for g in model.groups],
         'tfvae_version': __version__,
         'noise': "Philox4x32-10 counter-based (tfvae.noise): eps of row b from "
                  "key(seed, 'eval_posterior'), prior z of row i from key(seed, 'prior')",
@@ -77,10 +87,14 @@ class VAEModule(tf.Module):
     z = tf.TensorSpec([None, model.z_size], tf.float32, name='z')
     n = tf.TensorSpec([], tf.int32, name='n')
     seed = tf.TensorSpec([], tf.int64, name='seed')
+    temperature = tf.TensorSpec([], tf.float32, name='temperature')
+    num_groups = tf.TensorSpec([], tf.int32, name='num_groups')
     self.encode = tf.function(self._encode, input_signature=[x, seed])
     self.decode = tf.function(self._decode, input_signature=[z])
-    self.sample = tf.function(self._sample, input_signature=[n, seed])
+    self.sample = tf.function(self._sample, input_signature=[n, seed, temperature])
     self.reconstruct = tf.function(self._reconstruct, input_signature=[x, seed])
+    self.resample = tf.function(self._resample,
+                                input_signature=[x, seed, num_groups, temperature])
     self.elbo = tf.function(self._elbo, input_signature=[x, seed])
 
   def signatures(self):
@@ -99,16 +113,20 @@ class VAEModule(tf.Module):
     with tf.control_dependencies(checks):
       return tf.identity(x)
 
-  def _posterior(self, x, seed):
-    """(q(z|x), z = mean + stddev * eps) for images x [B, H, W, C]."""
-    q = self.model.encode(self._check_images(x))
-    eps = noise.normal(noise.key(seed, 'eval_posterior'), tf.shape(x)[0], 1,
-                       self.model.z_size)[0]
-    return q, self.model.reparameterize(q, eps)
+  def _eps(self, x, seed):
+    """The posterior noise eps [B, z] of images x: row b from key(seed, 'eval_posterior')."""
+    return noise.normal(noise.key(seed, 'eval_posterior'), tf.shape(x)[0], 1,
+                        self.model.z_size)[0]
 
   def _encode(self, x, seed):
-    q, z = self._posterior(x, seed)
-    return {'mean': q.mean(), 'stddev': q.stddev(), 'z': z}
+    x = self._check_images(x)
+    path = self.model.descend(self.model.infer(x), self._eps(x, seed)[tf.newaxis])
+    joined = lambda parts: tf.concat(parts, -1)[0]
+    shape = tf.shape(path.zs[0])
+    broadcast = lambda t: tf.broadcast_to(t, tf.concat([shape[:2], tf.shape(t)[-1:]], 0))
+    return {'mean': joined([broadcast(q.mean()) for q in path.posteriors]),
+            'stddev': joined([broadcast(q.stddev()) for q in path.posteriors]),
+            'z': joined(path.zs)}
 
   def _decode(self, z):
     # Only the shape is checked: decode stays free of assertion ops, so that converters
@@ -116,21 +134,30 @@ class VAEModule(tf.Module):
     z = tf.ensure_shape(z, [None, self.model.z_size], name='check_z_shape')
     return {'x': self.model.decode_images(z)}
 
-  def _sample(self, n, seed):
-    with tf.control_dependencies([tf.debugging.assert_positive(n, message='n must be >= 1')]):
-      z = self.model.prior_sample(n, seed)
+  def _sample(self, n, seed, temperature):
+    with tf.control_dependencies([
+        tf.debugging.assert_positive(n, message='n must be >= 1'),
+        tf.debugging.assert_non_negative(temperature, message='temperature must be >= 0')]):
+      z = self.model.prior_sample(n, seed, temperature)
     return {'x': self.model.decode_images(z), 'z': z}
 
   def _reconstruct(self, x, seed):
-    _, z = self._posterior(x, seed)
-    return {'x': self.model.decode_images(z)}
+    x = self._check_images(x)
+    return {'x': self.model.decode_images(self.model.posterior_sample(x, self._eps(x, seed)))}
+
+  def _resample(self, x, seed, num_groups, temperature):
+    x = self._check_images(x)
+    u = noise.uniform(noise.key(seed, 'prior_component'), tf.shape(x)[0], 1, 1)[0, :, 0]
+    z = self.model.posterior_sample(x, self._eps(x, seed), num_groups, temperature, u)
+    return {'x': self.model.decode_images(z), 'z': z}
 
   def _elbo(self, x, seed):
     x = self._check_images(x)
     eps = noise.normal(noise.key(seed, 'eval_posterior'), tf.shape(x)[0],
                        self.model.num_samples, self.model.z_size)
     losses = self.model.compute_losses(x, self.step, eps)
-    return {'elbo': losses.elbo, 'reconstruction': -losses.r_loss, 'kl': losses.kl_div}
+    return {'elbo': losses.elbo, 'reconstruction': -losses.r_loss, 'kl': losses.kl_div,
+            'group_kl': losses.group_kl}
 
 
 def restore_module(run_dir, checkpoint=None):

@@ -296,27 +296,30 @@ class VAE(keras.layers.Layer):
     num_posterior = num_groups if num_posterior is None else num_posterior
     given = None if z is None else self.split(z)
     noise_parts = None if eps is None else self.split(eps)
-    if given is not None:
-      z_top, q_top = given[0], None
-    elif num_posterior > 0:
-      q_top = inference.posterior
-      z_top = self.reparameterize(q_top, noise_parts[0])
-    else:
-      q_top = None
-      z_top = self.prior.sample(noise_parts[0], u, temperature)
+    # A tensor num_posterior is chosen at run time: both samples are drawn, one is kept.
+    chosen_at_run_time = tf.is_tensor(num_posterior)
+
+    def draw(l, posterior, prior_sample):
+      """(z_l, q_l): a posterior sample for l < num_posterior, else prior_sample()."""
+      if given is not None:
+        return given[l], None
+      if not chosen_at_run_time and l >= num_posterior:
+        return prior_sample(), None
+      q = posterior()
+      z_q = self.reparameterize(q, noise_parts[l])
+      if not chosen_at_run_time:
+        return z_q, q
+      return tf.where(l < num_posterior, z_q, prior_sample()), q
+
+    z_top, q_top = draw(0, lambda: inference.posterior,
+                        lambda: self.prior.sample(noise_parts[0], u, temperature))
     zs, posteriors, priors = [z_top], [q_top], [None]
     state = self.top_down.start(z_top)
     for l in range(1, num_groups):
-      needs_prior = with_priors or (given is None and l >= num_posterior)
-      p = self.top_down.prior(l, state) if needs_prior else None
-      q = None
-      if given is not None:
-        z_l = given[l]
-      elif l < num_posterior:
-        q = self.top_down.posterior(l, state, inference.features[l])
-        z_l = self.reparameterize(q, noise_parts[l])
-      else:
-        z_l = p.mean() + temperature * p.stddev() * noise_parts[l]
+      may_sample_prior = given is None and (chosen_at_run_time or l >= num_posterior)
+      p = self.top_down.prior(l, state) if with_priors or may_sample_prior else None
+      z_l, q = draw(l, lambda: self.top_down.posterior(l, state, inference.features[l]),
+                    lambda: p.mean() + temperature * p.stddev() * noise_parts[l])
       state = self.top_down.merge(l, state, z_l)
       zs.append(z_l)
       posteriors.append(q)
@@ -390,11 +393,14 @@ class VAE(keras.layers.Layer):
     """decode_images of n latents z ~ p(z) at `temperature`, [n, H, W, C]."""
     return self.decoder.images(self._prior_path(n, seed, temperature).decoder_input[0])
 
-  def posterior_sample(self, x, eps, num_posterior=None, temperature=1.0):
+  def posterior_sample(self, x, eps, num_posterior=None, temperature=1.0, u=None):
     """z [B, z_size] for images x [B, H, W, C] and noise eps [B, z_size]: the top
-    num_posterior groups (default: all) from their posteriors, the rest from their priors at
-    `temperature` (what each level encodes: keep the top k, resample the rest)."""
-    path = self.descend(self.infer(x), eps[tf.newaxis], num_posterior, temperature)
+    num_posterior groups (default: all; an int or an int tensor) from their posteriors, the
+    rest from their priors at `temperature` (what each level encodes: keep the top k,
+    resample the rest); u [B] chooses a mixture prior's component when the top is
+    resampled."""
+    path = self.descend(self.infer(x), eps[tf.newaxis], num_posterior, temperature,
+                        u=None if u is None else u[tf.newaxis])
     return tf.concat(path.zs, -1)[0]
 
   def _noise(self, eps, batch_size):

@@ -127,8 +127,8 @@ class TrainedModel:
       raise ValueError(f'temperature must be a finite number >= 0, got {temperature!r}')
     if seed is None:
       seed = np.random.default_rng().integers(2**62)
-    z = self._call('sample', n=tf.constant(n, tf.int32), seed=tf.constant(seed, tf.int64))['z']
-    return self.decode(temperature * z)
+    return self._call('sample', n=tf.constant(n, tf.int32), seed=tf.constant(seed, tf.int64),
+                      temperature=tf.constant(temperature, tf.float32))['x']
 
   def reconstruct(self, x, seed=0):
     """decode(z) [B, H, W, C] at a posterior sample z of each image in x."""
