@@ -12,6 +12,9 @@ import tensorflow_datasets as tfds
 
 from tfvae import data
 from tfvae import sources
+from tfvae.sources import builtin
+from tfvae.sources import folder
+from tfvae.sources import tfds_reader
 
 tfds.disable_progress_bar()
 
@@ -85,11 +88,11 @@ def tfds_dir(tmp_path_factory):
 def _fresh(tmp_path, monkeypatch):
   """No Source or parsed built-in carries over between tests; the default cache is in tmp_path."""
   sources._SOURCES.clear()
-  data._CACHE.clear()
+  builtin._CACHE.clear()
   monkeypatch.setenv('TFVAE_CACHE_DIR', str(tmp_path / 'env_cache'))
   yield
   sources._SOURCES.clear()
-  data._CACHE.clear()
+  builtin._CACHE.clear()
 
 
 def _error(function, *args, **kwargs):
@@ -237,7 +240,8 @@ def test_folder_mixed_channels_and_sizes(tmp_path):
   assert 'a.png is 13x17x1' in message and 'b.png is 10x10x1' in message
   assert 'image_size=N' in message
   source = sources.make_source(f'folder:{sizes}', image_size=8)
-  assert source.info.image_shape == (8, 8, 1) and source.info.binary  # pixels 0 and 1 only
+  # Pixels 0 and 1 only, but a PNG holds intensities: binary is declared, never guessed.
+  assert source.info.image_shape == (8, 8, 1) and not source.info.binary
   assert not any('.tmp-' in name for name in os.listdir(tmp_path / 'env_cache'))
 
 
@@ -337,8 +341,8 @@ def test_cache_is_reused_and_keyed(tmp_path, monkeypatch):
     assert json.load(f)['split_sizes'] == {'train': 3, 'valid': 1, 'test': 1}
 
   decoded = []
-  decode = sources._decode_image
-  monkeypatch.setattr(sources, '_decode_image', lambda path: decoded.append(path) or decode(path))
+  decode = folder.decode_image
+  monkeypatch.setattr(folder, 'decode_image', lambda path: decoded.append(path) or decode(path))
   sources._SOURCES.clear()
   again = sources.make_source(f'folder:{root}', cache_dir=cache)
   np.testing.assert_array_equal(again.split('train').images, train)
@@ -368,15 +372,15 @@ def test_builtin_is_data_load_split(tmp_path):
   np.savez(tmp_path / 'binarized_mnist.npz', **flat)
   cache = tmp_path / 'cache'
   source = sources.make_source('binarized_mnist', data_dir=tmp_path, cache_dir=cache)
-  assert source.info == data.load_split('binarized_mnist', 'train', tmp_path).info
+  assert source.info == builtin.load_split('binarized_mnist', 'train', tmp_path).info
   for split in data.SPLITS:
-    assert source.split(split).images is data.load_split('binarized_mnist', split,
+    assert source.split(split).images is builtin.load_split('binarized_mnist', split,
                                                          tmp_path).images
   assert not cache.exists()  # nothing prepared until a file is asked for
   for split in data.SPLITS:
     written = np.load(source.split_file(split))
     assert written.dtype == np.uint8
-    np.testing.assert_array_equal(written, data.load_split('binarized_mnist', split,
+    np.testing.assert_array_equal(written, builtin.load_split('binarized_mnist', split,
                                                            tmp_path).images)
 
 
@@ -390,7 +394,7 @@ def test_builtin_fitted(tmp_path):
   assert source.info.image_shape == (32, 32, 3) and source.info.num_classes == 10
   assert source.info.split_sizes == {'train': 50, 'valid': 10, 'test': 7}
   for split, got in splits.items():
-    native = data.load_split('mnist', split, tmp_path)
+    native = builtin.load_split('mnist', split, tmp_path)
     np.testing.assert_array_equal(got.images, sources.fit_images(native.images, 32, 3))
     np.testing.assert_array_equal(got.labels, native.labels)
 
@@ -455,6 +459,6 @@ def test_tfds_errors(tfds_dir, tmp_path, monkeypatch):
   def unreachable(*args, **kwargs):
     raise OSError('network is unreachable')
 
-  monkeypatch.setattr(sources.socket, 'create_connection', unreachable)
+  monkeypatch.setattr(tfds_reader.socket, 'create_connection', unreachable)
   message = _error(sources.make_source, 'tfds:mnist', data_dir=tmp_path / 'empty_tfds')
   assert 'not in the TFDS cache' in message and '--data_dir' in message
