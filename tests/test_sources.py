@@ -321,9 +321,28 @@ def test_npz_errors(tmp_path):
   assert 'test_labels' in _error(sources.make_source, f'npz:{tmp_path / "partial.npz"}')
   (tmp_path / 'junk.npz').write_text('not a zip')
   assert 'junk.npz' in _error(sources.make_source, f'npz:{tmp_path / "junk.npz"}')
+  np.savez(tmp_path / 'mixed.npz', train=np.zeros((5, 4, 4), bool),
+           test=np.zeros((2, 4, 4), np.uint8))
+  message = _error(sources.make_source, f'npz:{tmp_path / "mixed.npz"}')
+  assert 'train is bool (binary) but test is uint8' in message
   np.save(tmp_path / 'two_images.npy', np.zeros((2, 4, 4), np.uint8))
   message = _error(lambda: sources.make_source(f'npy:{tmp_path / "two_images.npy"}').info)
   assert 'need at least 3' in message
+
+
+def test_bool_arrays_are_binary(tmp_path):
+  """Binary is declared (a bool array), never guessed: uint8 0/1 values are intensities."""
+  pixels = np.random.RandomState(2).rand(12, 3, 4) < 0.5
+  np.save(tmp_path / 'bool.npy', pixels)
+  np.save(tmp_path / 'uint8.npy', pixels.astype(np.uint8))
+  as_bool, bool_splits = _load_all(f'npy:{tmp_path / "bool.npy"}', cache_dir=tmp_path / 'c')
+  as_uint8 = sources.make_source(f'npy:{tmp_path / "uint8.npy"}', cache_dir=tmp_path / 'c')
+  assert as_bool.info.binary and not as_uint8.info.binary
+  for split, ids in _carved(12).items():
+    np.testing.assert_array_equal(bool_splits[split].images[..., 0], pixels[ids])
+    assert bool_splits[split].images.dtype == np.uint8
+  with open(os.path.join(as_bool.cache_folder, 'info.json'), encoding='utf-8') as f:
+    assert json.load(f)['binary'] is True
 
 
 # The cache.

@@ -62,6 +62,16 @@ def _suggestion(spec: str) -> str:
   return f' (a TFDS dataset is tfds:{spec})' if _TFDS_SPEC.fullmatch(spec) else ''
 
 
+def declared_binary(spec: str) -> bool:
+  """Whether a spec's data are binary as far as the spec alone says: a built-in's info; False
+  for the rest (a bool array declares itself when it is read). For records from before binary
+  was recorded."""
+  if not spec:
+    return False
+  parsed = parse_spec(spec)
+  return parsed.kind == 'builtin' and data.dataset_info(parsed.target).binary
+
+
 def absolute_spec(spec: str) -> str:
   """`spec` with a folder:, npz: or npy: path made absolute, so that a run records where its
   data is whatever folder later tools start in."""
