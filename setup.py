@@ -14,7 +14,8 @@ setuptools.setup(
     packages=['tfvae', 'tfvae.cli', 'tfvae.configs', 'tfvae.sources'],
     package_dir={'tfvae': 'tfvae', 'tfvae.configs': 'configs'},
     entry_points={'console_scripts': [
-        f'tfvae-{tool}=tfvae.cli.{tool}:run' for tool in ('train', 'evaluate', 'sample', 'export')
+        f'tfvae-{tool}=tfvae.cli.{tool}:run'
+        for tool in ('train', 'evaluate', 'sample', 'export', 'cache')
     ]},
     install_requires=[
         'tensorflow==2.21.0',

@@ -356,8 +356,11 @@ def test_unknown_dataset_and_split(mnist_dir):
   assert 'cifar10' in str(err.value) and ', '.join(data.DATASET_NAMES) in str(err.value)
   with pytest.raises(data.DataError):
     data.dataset_info('cifar10')
+  with pytest.raises(data.DataError, match=r"unknown dataset 'fashion_mnst' \(did you mean "
+                                           r"'fashion_mnist'\?\); choose one of"):
+    data.dataset_info('fashion_mnst')
   with pytest.raises(data.DataError, match="unknown split 'validation'; choose one of "
-                                           "train, valid, test") as err:
+                                           r"train, valid, test \(did you mean 'valid'\?\)") as err:
     builtin.load_split('mnist', 'validation', mnist_dir)
   _assert_one_line(err)
 

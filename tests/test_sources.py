@@ -141,6 +141,12 @@ def test_parse_spec():
   for bad in ('foo:bar', 'tfds:', 'tfds:Bad Name', 'folder:', 'cifar10', 'tfds:a:1.0'):
     message = _error(sources.parse_spec, bad)
     assert repr(bad) in message and 'tfds:NAME[/CONFIG][:VERSION]' in message
+  # "did you mean" for a misspelt built-in or kind, and a bare TFDS name.
+  assert '(did you mean mnist?)' in _error(sources.parse_spec, 'mnsit')
+  assert '(did you mean folder:/data/x?)' in _error(sources.parse_spec, 'fodler:/data/x')
+  assert '(did you mean npz:x.npz?)' in _error(sources.parse_spec, 'npzz:x.npz')
+  assert '(a TFDS dataset is tfds:cifar10)' in _error(sources.parse_spec, 'cifar10')
+  assert 'did you mean' not in _error(sources.parse_spec, 'tfds:')
 
 
 def test_fit_images_crop_resize_and_channels():
@@ -474,6 +480,8 @@ def test_tfds_errors(tfds_dir, tmp_path, monkeypatch):
   assert 'tfvae_no_images' in message and 'vector' in message and 'label' in message
   message = _error(sources.make_source, 'tfds:no_such_dataset_xyz', data_dir=tfds_dir)
   assert "'no_such_dataset_xyz'" in message and tfds_dir in message
+  message = _error(sources.make_source, 'tfds:svhn_croped', data_dir=tfds_dir)
+  assert "TFDS has no dataset 'svhn_croped' (did you mean 'svhn_cropped'?)" in message
 
   def unreachable(*args, **kwargs):
     raise OSError('network is unreachable')

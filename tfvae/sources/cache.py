@@ -251,10 +251,12 @@ def _folder_bytes(path: str) -> int:
 
 
 def size_text(num_bytes: int) -> str:
-  """Bytes as MiB or GiB, e.g. '37.4 MiB'."""
+  """Bytes as KiB, MiB or GiB, e.g. '37.4 MiB'."""
   if num_bytes >= 2**30:
     return f'{num_bytes / 2**30:,.2f} GiB'
-  return f'{num_bytes / 2**20:,.1f} MiB'
+  if num_bytes >= 2**20:
+    return f'{num_bytes / 2**20:,.1f} MiB'
+  return f'{num_bytes / 2**10:,.1f} KiB'
 
 
 def _remove(entry: Entry):
