@@ -227,27 +227,22 @@ def test_folder_split_folders_png_and_jpeg(tmp_path):
   np.testing.assert_array_equal(splits['test'].images[:, 0, 0, 0], [4, 5])
 
 
-def test_folder_mixed_channels_and_sizes(tmp_path):
-  mixed = tmp_path / 'mixed'
-  _write_image(mixed / 'a.png', np.full((13, 17, 1), 50))
-  _write_image(mixed / 'b.png', np.full((13, 17, 1), 60))
-  _write_image(mixed / 'c.png', np.full((13, 17, 3), 70))
-  message = _error(lambda: sources.make_source(f'folder:{mixed}').info)
-  assert 'a.png is 13x17x1' in message and 'c.png is 13x17x3' in message
-  assert 'channels=1' in message and 'channels=3' in message
-  _, splits = _load_all(f'folder:{mixed}', channels=3)
-  assert all(s.images.shape[1:] == (13, 17, 3) for s in splits.values())
-
-  sizes = tmp_path / 'sizes'
-  _write_image(sizes / 'a.png', np.full((13, 17, 1), 1))
-  _write_image(sizes / 'b.png', np.full((10, 10, 1), 1))
-  _write_image(sizes / 'c.png', np.full((13, 17, 1), 0))
-  message = _error(lambda: sources.make_source(f'folder:{sizes}').info)
-  assert 'a.png is 13x17x1' in message and 'b.png is 10x10x1' in message
-  assert 'image_size=N' in message
-  source = sources.make_source(f'folder:{sizes}', image_size=8)
+@pytest.mark.parametrize('shapes, second, fixes, knobs, fitted', [
+    ([(13, 17, 1), (13, 17, 1), (13, 17, 3)], 'c.png is 13x17x3', ('channels=1', 'channels=3'),
+     {'channels': 3}, (13, 17, 3)),
+    ([(13, 17, 1), (10, 10, 1), (13, 17, 1)], 'b.png is 10x10x1', ('image_size=N',),
+     {'image_size': 8}, (8, 8, 1))])
+def test_folder_of_mixed_shapes(tmp_path, shapes, second, fixes, knobs, fitted):
+  root = tmp_path / 'mixed'
+  for name, shape, value in zip('abc', shapes, (1, 1, 0)):
+    _write_image(root / f'{name}.png', np.full(shape, value))
+  message = _error(lambda: sources.make_source(f'folder:{root}').info)
+  assert 'a.png is 13x17x1' in message and second in message
+  assert all(fix in message for fix in fixes)
+  source, splits = _load_all(f'folder:{root}', **knobs)
+  assert all(s.images.shape[1:] == fitted for s in splits.values())
   # Pixels 0 and 1 only, but a PNG holds intensities: binary is declared, never guessed.
-  assert source.info.image_shape == (8, 8, 1) and not source.info.binary
+  assert not source.info.binary
   assert not any('.tmp-' in name for name in os.listdir(tmp_path / 'env_cache'))
 
 
