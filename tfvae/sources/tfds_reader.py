@@ -11,7 +11,9 @@ the first Image feature; labels: a `ClassLabel` named ``label``, else none. Spli
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import socket
 
 import numpy as np
@@ -25,6 +27,21 @@ from tfvae.sources import streams
 DOWNLOAD_HOST = 'storage.googleapis.com'
 PREPARED_FIX = 'pass --data_dir=DIR holding the prepared dataset'
 _OWN_SPLITS = (('train', ('train',)), ('valid', ('validation', 'valid')), ('test', ('test',)))
+
+
+@contextlib.contextmanager
+def _quiet_lookup():
+  """Drops TFDS's 'Variant folder ... has no dataset_info.json' warnings inside the block: TFDS
+  logs one for each folder it looks in while finding a dataset that is not prepared there,
+  which is what tfvae is about to say (or to download)."""
+  def keep(record):
+    return 'has no dataset_info.json' not in record.getMessage()
+  logger = logging.getLogger('absl')
+  logger.addFilter(keep)
+  try:
+    yield
+  finally:
+    logger.removeFilter(keep)
 
 
 def check_reachable(label: str, fix: str) -> None:
@@ -43,7 +60,8 @@ def prepared_builder(label: str, name: str, data_dir: str | None, fix: str):
   import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
 
   try:
-    builder = tfds.builder(name, data_dir=data_dir)
+    with _quiet_lookup():
+      builder = tfds.builder(name, data_dir=data_dir)
   except tfds.core.DatasetNotFoundError as exc:
     where = data_dir or 'the default TFDS data dir'
     known = tfds.list_builders(with_community_datasets=False)
@@ -53,7 +71,9 @@ def prepared_builder(label: str, name: str, data_dir: str | None, fix: str):
   except Exception as exc:  # Any other TFDS failure (unknown config or version, ...).
     first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(':')
     raise DataError(f'{label}: TFDS cannot open {name!r} ({first_line[:300]})') from exc
-  if not builder.is_prepared():
+  with _quiet_lookup():
+    prepared = builder.is_prepared()
+  if not prepared:
     check_reachable(label, fix)
     try:
       builder.download_and_prepare()
