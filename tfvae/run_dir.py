@@ -1,6 +1,6 @@
 """The layout of a run directory, and the record of the run saved in it.
 
-    RUN_DIR/config.json   config name, dataset spec, image shape and final hparams
+    RUN_DIR/config.json   config name, dataset spec, image shape, binary and final hparams
     RUN_DIR/train/        checkpoints and training summaries
     RUN_DIR/best/         the checkpoint with the best validation ELBO (early stopping)
     RUN_DIR/eval/         evaluation summaries
@@ -29,10 +29,17 @@ class RunDirError(UserError):
 
 @dataclasses.dataclass(frozen=True)
 class Run:
-  """What a run trains: its config (with the run's dataset spec), hparams and image shape."""
+  """What a run trains: its config (with the run's dataset spec), hparams, image shape and
+  whether its dataset is binary (uint8 0/1, not intensities; the source's info.binary; None:
+  as the spec declares it, for records from before it was kept)."""
   config: configs.Config
   hparams: object
   image_shape: tuple
+  binary: bool | None = None
+
+  def __post_init__(self):
+    if self.binary is None:
+      object.__setattr__(self, 'binary', sources.specs.declared_binary(self.config.dataset))
 
 
 def check_writable(path, flag):
@@ -78,7 +85,8 @@ class RunDir:
     """Writes config.json for `run` (a Run)."""
     tf.io.gfile.makedirs(self.path)
     record = {'config': run.config.name, 'dataset': run.config.dataset,
-              'image_shape': list(run.image_shape), 'hparams': run.hparams.values(),
+              'image_shape': list(run.image_shape), 'binary': run.binary,
+              'hparams': run.hparams.values(),
               'tfvae_version': __version__}
     checkpoints.write_atomically(self.config_path,
                                  json.dumps(record, indent=2, sort_keys=True) + '\n')
@@ -97,7 +105,8 @@ class RunDir:
       dataset = record.get('dataset', config.dataset)
       image_shape = record.get('image_shape') or data.dataset_info(config.dataset).image_shape
       return Run(dataclasses.replace(config, dataset=dataset),
-                 config.hparams.override(**record['hparams']), tuple(image_shape))
+                 config.hparams.override(**record['hparams']), tuple(image_shape),
+                 record.get('binary'))
     except (ValueError, KeyError, TypeError, AttributeError, tf.errors.OpError) as e:
       raise RunDirError(f'{self.config_path} is not a readable tfvae run record '
                         f'({type(e).__name__}: {" ".join(str(e).split())})') from None

@@ -98,7 +98,7 @@ def main():
                              steps_per_loop=FLAGS.steps_per_loop,
                              data_memory_mb=FLAGS.data_memory_mb)
   if trainer.is_chief:
-    run_dir.save(Run(config, hparams, source.info.image_shape))
+    run_dir.save(Run(config, hparams, source.info.image_shape, source.info.binary))
   hooks = hooks_lib.standard(
       trainer, FLAGS.num_steps, log_every_n_steps=FLAGS.log_every_n_steps,
       checkpoint_every_secs=FLAGS.checkpoint_every_secs,
