@@ -74,7 +74,7 @@ def check_writable(path, flag):
       problem = f'{ancestor} is not writable ({e.strerror or type(e).__name__})'
   if problem:
     raise RunDirError(f'{flag}={path} cannot be written: {problem}; pass a folder you can '
-                     'write to')
+                      'write to')
 
 
 class RunDir:

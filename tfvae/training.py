@@ -64,7 +64,7 @@ class Trainer:
     info = source.info
     if hparams.binarize and not info.binary and info.image_shape[-1] != 1:
       raise UserError(f'hparam binarize applies to greyscale images; {source.spec} has '
-                       f'{info.image_shape[-1]} channels: set binarize=false (or channels=1)')
+                      f'{info.image_shape[-1]} channels: set binarize=false (or channels=1)')
     optimization.set_precision_policy(hparams)
     try:
       with self.strategy.scope():
