@@ -151,7 +151,7 @@ def default_hparams():
 
 def check_hparams(hparams):
   """The rules between hparams that their ranges cannot state (HParams runs it after every
-  override, parse and from_json): check_objective, and min_learning_rate <= learning_rate."""
+  override and parse): check_objective, and min_learning_rate <= learning_rate."""
   check_objective(hparams)
   if hparams.min_learning_rate > hparams.learning_rate:
     raise HParamsError(
