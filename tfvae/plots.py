@@ -87,10 +87,10 @@ def scatter(points, labels, path, title=None, class_names=None,
   """
   points = np.asarray(points, np.float64)
   if points.ndim != 2 or points.shape[1] != 2 or not len(points):
-    raise ValueError(f'scatter wants points [N, 2] with N >= 1, got shape {points.shape}')
+    raise UserError(f'scatter wants points [N, 2] with N >= 1, got shape {points.shape}')
   if not np.isfinite(points).all():
-    raise ValueError(f'scatter got {int((~np.isfinite(points)).any(1).sum())} points with '
-                     'NaN or infinite coordinates; all must be finite')
+    raise UserError(f'scatter got {int((~np.isfinite(points)).any(1).sum())} points with '
+                    'NaN or infinite coordinates; all must be finite')
   order = np.random.RandomState(0).permutation(len(points))
   marker_area = float(np.clip(2e4 / len(points), 2.0, 20.0))  # points^2: smaller when dense
   figure = _new_figure(6.4 if labels is not None else 5.4, 5.4, layout='constrained')
@@ -126,10 +126,10 @@ def _class_index(labels, num_points):
   """(the distinct integer labels, sorted; each point's index into them [N]), checked."""
   labels = np.asarray(labels)
   if labels.shape != (num_points,):
-    raise ValueError(f'scatter wants one label per point, shape ({num_points},); got '
-                     f'{labels.shape}')
+    raise UserError(f'scatter wants one label per point, shape ({num_points},); got '
+                    f'{labels.shape}')
   if not np.issubdtype(labels.dtype, np.integer):
-    raise ValueError(f'scatter wants integer class labels, got dtype {labels.dtype}')
+    raise UserError(f'scatter wants integer class labels, got dtype {labels.dtype}')
   return np.unique(labels, return_inverse=True)
 
 
@@ -138,8 +138,8 @@ def _class_names(classes, class_names):
   if class_names is None:
     return [str(c) for c in classes]
   if classes.min() < 0 or classes.max() >= len(class_names):
-    raise ValueError(f'class_names has {len(class_names)} names, but the labels run from '
-                     f'{classes.min()} to {classes.max()}')
+    raise UserError(f'class_names has {len(class_names)} names, but the labels run from '
+                    f'{classes.min()} to {classes.max()}')
   return [str(class_names[c]) for c in classes]
 
 
@@ -148,22 +148,22 @@ def _lower_bound_curves(rows):
   LOWER_BOUND_KEYS (numbers, or the strings csv.DictReader gives)."""
   rows = list(rows)
   if not rows:
-    raise ValueError('lower_bound got no rows; it wants at least one evaluation')
+    raise UserError('lower_bound got no rows; it wants at least one evaluation')
   table = []
   for number, row in enumerate(rows):
     missing = [key for key in LOWER_BOUND_KEYS if key not in row]
     if missing:
-      raise ValueError(f'lower_bound row {number} lacks {", ".join(missing)}; each row needs '
-                       f'{", ".join(LOWER_BOUND_KEYS)}')
+      raise UserError(f'lower_bound row {number} lacks {", ".join(missing)}; each row needs '
+                      f'{", ".join(LOWER_BOUND_KEYS)}')
     try:
       table.append([float(row[key]) for key in LOWER_BOUND_KEYS])
     except (TypeError, ValueError):
-      raise ValueError(f'lower_bound row {number} has a non-numeric value among '
-                       f'{", ".join(f"{k}={row[k]!r}" for k in LOWER_BOUND_KEYS)}') from None
+      raise UserError(f'lower_bound row {number} has a non-numeric value among '
+                      f'{", ".join(f"{k}={row[k]!r}" for k in LOWER_BOUND_KEYS)}') from None
   table = np.array(table)
   if not np.isfinite(table).all() or table[:, 1].min() <= 0:
-    raise ValueError('lower_bound wants finite ELBOs and examples > 0 (the x axis is '
-                     'logarithmic)')
+    raise UserError('lower_bound wants finite ELBOs and examples > 0 (the x axis is '
+                    'logarithmic)')
   curves = {}
   for z_size in np.unique(table[:, 0]):
     mine = table[table[:, 0] == z_size]
