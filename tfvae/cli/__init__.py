@@ -97,6 +97,21 @@ class _Plain(std_logging.Formatter):
     return message
 
 
+class _StderrHandler(std_logging.StreamHandler):
+  """Writes to whatever sys.stderr is when a record comes (a test or a notebook may swap it)."""
+
+  def __init__(self):
+    super().__init__(sys.stderr)
+
+  @property
+  def stream(self):
+    return sys.stderr
+
+  @stream.setter
+  def stream(self, value):
+    del value
+
+
 def _not_library_info(record):
   """False for INFO lines that TensorFlow, Keras, TFDS and co. log (e.g. about checkpoint
   sharding or dataset folders): they are not the tool's progress."""
@@ -110,7 +125,7 @@ def _log_plainly():
   Done once per process."""
   root = std_logging.getLogger()
   if not any(isinstance(h.formatter, _Plain) for h in root.handlers):
-    handler = std_logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(_Plain())
     handler.addFilter(_not_library_info)
     handler.addFilter(quiet.TFDS_FILTER)
@@ -138,6 +153,7 @@ def run(module, argv=None):
   if any(arg in HELP_ARGS for arg in argv[1:]):
     print(usage(module), end='', flush=True)
     sys.exit(0)
+  module.FLAGS.unparse_flags()  # a tool run again in one process starts from its defaults
   try:
     rest = module.FLAGS(argv)
   except flags.Error as e:
