@@ -153,14 +153,15 @@ def run(module, argv=None):
   if any(arg in HELP_ARGS for arg in argv[1:]):
     print(usage(module), end='', flush=True)
     sys.exit(0)
-  module.FLAGS.unparse_flags()  # a tool run again in one process starts from its defaults
+  _log_plainly()
+  if module.FLAGS.is_parsed():  # a tool run again in one process starts from its defaults
+    module.FLAGS.unparse_flags()
   try:
     rest = module.FLAGS(argv)
   except flags.Error as e:
     _exit(USER_ERROR, f'error: {_one_line(e)}; see --help')
   if len(rest) > 1:
     _exit(USER_ERROR, f'error: unexpected arguments {rest[1:]}; flags look like --name=value')
-  _log_plainly()
   try:
     module.main()
   except UserError as e:
