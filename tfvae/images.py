@@ -2,11 +2,11 @@
 
 Images are float [N, H, W, C] in [0, 1] (or uint8), C 1 (greyscale) or 3 (RGB), rows top to
 bottom as stored, so every dataset, Frey Face's 28x20 faces included, comes out right side
-up. Plain grids (image_grid) are written pixel for pixel with tf.io.encode_png and tf.io.gfile.
+up.
 
 `write_pictures` makes the pictures bin/sample.py offers (the paper's figures 4 and 5 and
-more), titled, labelled and scaled to be read without the README (tfvae.plots); `summary_images`
-makes TensorBoard grids during training.
+more), titled, labelled and scaled to be read without the README (tfvae.plots.image_table);
+`summary_images` makes plain grids (image_grid) for TensorBoard during training.
 """
 
 import math
@@ -49,30 +49,6 @@ def image_grid(images, num_cols=None, border=1, border_value=1.0):
     top, left = (i // cols) * (height + border), (i % cols) * (width + border)
     grid[top:top + height, left:left + width] = image
   return grid
-
-
-def to_uint8(image):
-  """uint8 pixels of a float image in [0, 1] (clipped, rounded); uint8 passes through."""
-  image = np.asarray(image)
-  if image.dtype == np.uint8:
-    return image
-  return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
-
-
-def write_png(path, image):
-  """Writes image [H, W], [H, W, 1] or [H, W, 3] (float in [0, 1] or uint8) as a PNG."""
-  image = to_uint8(image)
-  if image.ndim == 2:
-    image = image[:, :, None]
-  if image.ndim != 3 or image.shape[-1] not in (1, 3, 4):
-    raise UserError(f'write_png wants an image [H, W, C] with C in 1, 3, 4; got shape '
-                    f'{image.shape}')
-  folder = os.path.dirname(path)
-  if folder:
-    tf.io.gfile.makedirs(folder)
-  with tf.io.gfile.GFile(path, 'wb') as f:
-    f.write(tf.io.encode_png(image).numpy())
-  return path
 
 
 def manifold_latents(num_per_side, z_size=2):

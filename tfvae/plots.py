@@ -4,8 +4,7 @@ against training samples) and tables of images with their title and labels.
 Headless and self-contained: every figure is a matplotlib.figure.Figure on its own Agg
 canvas (pyplot and the user's chosen backend are never touched), drawn under matplotlib's
 default style (so a user's matplotlibrc cannot change the pictures) with the DejaVu fonts
-that ship with matplotlib. PNGs are written through tf.io.gfile, like tfvae.images' grids.
-Plain pixel grids without a title are tfvae.images' business (write_png), not this module's.
+that ship with matplotlib. PNGs are written through tf.io.gfile.
 """
 
 import io
@@ -221,8 +220,8 @@ def tile_scale(tile_shape, num_rows, num_cols):
   return max(1, min(wanted, fits))
 
 
-def _offsets(count, size, gaps):
-  """Start of each of `count` cells of `size` pixels with gaps[i] pixels after cell i."""
+def _offsets(size, gaps):
+  """Start of each cell of `size` pixels with gaps[i] pixels after cell i (one per cell)."""
   return np.concatenate([[0], np.cumsum([size + gap for gap in gaps[:-1]])]).astype(int)
 
 
@@ -244,10 +243,10 @@ def image_table(tiles, path, title=None, caption=None, row_labels=None, column_l
 
   tiles [R, C, H, W, ch] (ch 1: greyscale, 3: RGB; float in [0, 1] or uint8): each tile is
   scaled by tile_scale (every pixel a block, no smoothing) and drawn on white, `gap` pixels
-  apart, GROUP_GAP more after every `row_group` rows (if given). Optional text: `title` and a smaller
-  `caption` above, `row_labels` [R] left of the rows, `column_labels` [C] above the columns,
-  `axis_labels` (x, y) below and left of the table; `framed_columns` are drawn in a coloured
-  frame (with room for it).
+  apart, GROUP_GAP more after every `row_group` rows (if given). Optional text: `title` and a
+  smaller `caption` above, `row_labels` [R] left of the rows, `column_labels` [C] above the
+  columns, `axis_labels` (x, y) below and left of the table; `framed_columns` are drawn in a
+  coloured frame (with room for it).
   """
   tiles = np.asarray(tiles)
   if tiles.ndim != 5 or tiles.shape[-1] not in (1, 3) or not tiles.size:
@@ -264,8 +263,8 @@ def image_table(tiles, path, title=None, caption=None, row_labels=None, column_l
   row_gaps = [gap + (GROUP_GAP if row_group and (r + 1) % row_group == 0 else 0) +
               2 * FRAME_WIDTH * bool(framed) for r in range(num_rows)]
   lead = FRAME_WIDTH if framed else 0  # room for a frame around the first row or column
-  xs = lead + _offsets(num_cols, tile_w, col_gaps)
-  ys = lead + _offsets(num_rows, tile_h, row_gaps)
+  xs = lead + _offsets(tile_w, col_gaps)
+  ys = lead + _offsets(tile_h, row_gaps)
   table = np.full((ys[-1] + tile_h + lead, xs[-1] + tile_w + lead, 3), 255, np.uint8)
   for c in framed:
     for y in ys:

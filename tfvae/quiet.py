@@ -7,8 +7,8 @@ reach the ones written before absl's log is initialised, so `install()` (run fir
 `import tfvae`) also wraps the first import of tensorflow: while it runs, and while TensorFlow
 first lists its devices, what is written to file descriptor 2 is captured and written back
 without those lines. TensorFlow Datasets' warnings about its own cache folders ("Variant folder
-... has no dataset_info.json") are filtered from the handlers that print absl's log. TF_CPP_MIN_LOG_LEVEL=0 in the
-environment shows everything.
+... has no dataset_info.json") are filtered from the handlers that print absl's log.
+TF_CPP_MIN_LOG_LEVEL=0 in the environment shows everything.
 """
 
 import contextlib
