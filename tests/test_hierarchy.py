@@ -3,6 +3,7 @@ of the objective against hand computations, exact log-likelihoods of a linear-Ga
 hierarchy, the unbiasedness of the doubly reparameterised gradient, sampling at temperatures."""
 
 import math
+import os
 
 import keras
 import numpy as np
@@ -318,3 +319,34 @@ def test_export_of_a_hierarchy_samples_at_temperature_and_resamples_lower_groups
   everything = module.resample(x, seed, tf.constant(3), tf.constant(1.0))['z']
   np.testing.assert_allclose(everything, encoded['z'], rtol=1e-5)
   assert module.elbo(x, seed)['group_kl'].shape == (3, 3)
+
+
+def test_trained_model_encodes_every_group_and_resamples_below_the_kept_ones(tmp_path):
+  """TrainedModel on a run directory of a three-group ladder: encode_groups cuts encode's
+  arrays per group, resample keeps the top k groups' posterior sample (k = L reconstructs),
+  and a wrong k or temperature is a one-line error."""
+  from tfvae import checkpoints  # pylint: disable=import-outside-toplevel
+  from tfvae import configs  # pylint: disable=import-outside-toplevel
+  from tfvae.run_dir import Run, RunDir  # pylint: disable=import-outside-toplevel
+  from tfvae.trained_model import TrainedModel  # pylint: disable=import-outside-toplevel
+  config = configs.get_config('binarized_mnist_hvae')
+  hparams = config.hparams.override(hidden_sizes=[8], z_size=2, num_groups=3)
+  run_dir = RunDir(str(tmp_path / 'run'))
+  run_dir.save(Run(config, hparams, SHAPE))
+  state = checkpoints.build_state(config, hparams, SHAPE)
+  state.checkpoint.save(os.path.join(run_dir.train_dir, 'ckpt'))
+  trained = TrainedModel(run_dir=run_dir.path)
+  assert trained.groups == [('z3', 2), ('z2', 2), ('z1', 2)]
+  x = _images(3).numpy()
+  mean, stddev, z = trained.encode(x, seed=5)
+  groups = trained.encode_groups(x, seed=5)
+  assert list(groups) == ['z3', 'z2', 'z1']
+  np.testing.assert_array_equal(np.concatenate([groups[g][2] for g in groups], -1), z)
+  np.testing.assert_array_equal(groups['z1'][0], mean[:, 4:])
+  np.testing.assert_allclose(trained.resample(x, 3, seed=5), trained.reconstruct(x, seed=5),
+                             rtol=1e-5, atol=1e-6)
+  assert trained.resample(x, 0, seed=5).shape == x.shape
+  with pytest.raises(UserError, match=r'keeps 0\.\.3 latent groups'):
+    trained.resample(x, 4)
+  with pytest.raises(UserError, match='temperature'):
+    trained.resample(x, 1, temperature=-1.0)

@@ -35,8 +35,10 @@ class TrainedModel:
   """Encode, decode, sample, reconstruct and interpolate with a trained VAE.
 
   Give run_dir (with an optional checkpoint path; default the latest) or saved_model_dir.
-  Attributes: config_name, dataset, hparams (dict), step, image_shape (H, W, C), z_size,
-  and model (the tfvae.model.VAE, or None for a SavedModel).
+  Attributes: config_name, dataset, hparams (dict), step, image_shape (H, W, C), z_size
+  (every latent group's dimensions together), groups (the latent groups, top first, as
+  (name, size) pairs; one group for the paper's model), and model (the tfvae.model.VAE, or
+  None for a SavedModel).
   """
 
   def __init__(self, run_dir=None, checkpoint=None, saved_model_dir=None):
@@ -64,6 +66,8 @@ class TrainedModel:
     self.step = metadata['step']
     self.image_shape = tuple(metadata['image_shape'])
     self.z_size = metadata['z_size']
+    self.groups = [(g['name'], int(np.prod(g['shape']))) for g in metadata.get(
+        'groups', [{'name': 'z', 'shape': [self.z_size]}])]
 
   @classmethod
   def from_run_dir(cls, run_dir, checkpoint=None):
@@ -114,6 +118,29 @@ class TrainedModel:
     """(mean, stddev, z) [B, z_size] of q(z|x), z = mean + stddev * eps(seed)."""
     out = self._call('encode', x=self._images(x), seed=tf.constant(seed, tf.int64))
     return out['mean'], out['stddev'], out['z']
+
+  def encode_groups(self, x, seed=0):
+    """{group name: (mean, stddev, z)}, each [B, group size], top group first: encode's
+    arrays cut at the group boundaries (a lower group's posterior is the one at the sampled
+    groups above it)."""
+    arrays = self.encode(x, seed)
+    ends = np.cumsum([size for _, size in self.groups])[:-1]
+    parts = [np.split(a, ends, axis=-1) for a in arrays]
+    return {name: tuple(p[i] for p in parts) for i, (name, _) in enumerate(self.groups)}
+
+  def resample(self, x, num_groups, temperature=1.0, seed=0):
+    """Images [B, H, W, C] decoded from the posterior of the top num_groups groups of each
+    image in x and the lower groups drawn from their priors (scales times temperature):
+    num_groups = len(groups) reconstructs, 0 samples from the prior. What each level keeps."""
+    if isinstance(num_groups, bool) or not isinstance(num_groups, (int, np.integer)) or not (
+        0 <= num_groups <= len(self.groups)):
+      raise UserError(f'resample keeps 0..{len(self.groups)} latent groups (this model has '
+                      f'{len(self.groups)}), got num_groups={num_groups!r}')
+    if not (np.isfinite(temperature) and temperature >= 0):
+      raise UserError(f'temperature must be a finite number >= 0, got {temperature!r}')
+    return self._call('resample', x=self._images(x), seed=tf.constant(seed, tf.int64),
+                      num_groups=tf.constant(num_groups, tf.int32),
+                      temperature=tf.constant(temperature, tf.float32))['x']
 
   def decode(self, z):
     """The decoded images [B, H, W, C] at latents z [B, z_size]: the likelihood's mean (an

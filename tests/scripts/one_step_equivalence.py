@@ -1,6 +1,7 @@
 """One training step on 1 device and on 2 logical CPU replicas, from the same weights.
 
-Prints a JSON line: the largest weight difference and the two losses.
+Prints a JSON line: the largest weight difference, how many weights differ by more than
+1e-5 (and the four worst variables), and both runs' losses and gradient norms.
 Usage: python one_step_equivalence.py DATA_DIR WORK_DIR
 """
 
@@ -22,10 +23,10 @@ from tfvae import sources  # pylint: disable=g-import-not-at-top,wrong-import-po
 from tfvae import training  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
-def _loss(folder):
+def _scalar(folder, tag):
   acc = event_accumulator.EventAccumulator(folder, size_guidance={'tensors': 0})
   acc.Reload()
-  return float(tf.make_ndarray(acc.Tensors('loss')[0].tensor_proto))
+  return float(tf.make_ndarray(acc.Tensors(tag)[0].tensor_proto))
 
 
 def main(data_dir, work_dir):
@@ -42,12 +43,18 @@ def main(data_dir, work_dir):
   for trainer in trainers.values():
     trainer.train(1, hooks.standard(trainer, 1, log_every_n_steps=1))
   one, two = (trainers[n].model.get_weights() for n in ('default', 'mirrored'))
+  names = [v.path for v in trainers['default'].model.weights]
+  diffs = [float(np.max(np.abs(a - b))) for a, b in zip(one, two)]
+  changes = [float(np.max(np.abs(a - b))) for a, b in zip(one, initial)]
   print(json.dumps({
       'replicas': trainers['mirrored'].strategy.num_replicas_in_sync,
-      'max_weight_diff': max(float(np.max(np.abs(a - b))) for a, b in zip(one, two)),
-      'max_weight_change': max(float(np.max(np.abs(a - b))) for a, b in zip(one, initial)),
-      'loss_1': _loss(os.path.join(work_dir, 'default', 'train')),
-      'loss_2': _loss(os.path.join(work_dir, 'mirrored', 'train')),
+      'max_weight_diff': max(diffs),
+      'max_weight_change': max(changes),
+      'elements_over_1e-5': int(sum(np.sum(np.abs(a - b) > 1e-5) for a, b in zip(one, two))),
+      'elements': int(sum(a.size for a in one)),
+      'worst': {names[i]: [diffs[i], changes[i]] for i in np.argsort(diffs)[-4:]},
+      **{f'{tag}_{i}': _scalar(os.path.join(work_dir, name, 'train'), tag)
+         for tag in ('loss', 'global_norm') for i, name in ((1, 'default'), (2, 'mirrored'))},
   }))
 
 
