@@ -1,23 +1,27 @@
 """Named configs: each bundles a model (encoder + decoder), hparams and a dataset.
 
-Installed as `tfvae.configs`. `get_config(name)` returns one; `CONFIG_MAP` lists all.
+Installed as `tfvae.configs`. `get_config(name)` returns one; `CONFIG_MAP` lists all. Reading
+the configs imports no TensorFlow (the command-line tools list them in --help at once): a config
+names its model's parts ('encoders.MLPEncoder': tfvae.encoders.MLPEncoder) and keeps its hparams
+as overrides of tfvae.model.default_hparams, both looked up when first used.
 """
 
 import dataclasses
+import functools
+import importlib
 
-from tfvae import autoregressive
-from tfvae import conv_hierarchy
-from tfvae import decoders
-from tfvae import encoders
-from tfvae import top_down
 from tfvae.errors import UserError
-from tfvae.hparams import HParams
-from tfvae.model import VAE
-from tfvae.model import default_hparams
+from tfvae.errors import did_you_mean
 
 
 class ConfigError(UserError):
   """An unknown config name."""
+
+
+def _part(path):
+  """The class a config names as 'module.Class', a module of the tfvae package."""
+  module, name = path.rsplit('.', 1)
+  return getattr(importlib.import_module(f'tfvae.{module}'), name)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,24 +29,31 @@ class Config:
   """A named experiment: which model, with which hparams, on which data."""
   name: str
   description: str
-  encoder: type        # an encoders.BaseEncoder subclass
-  decoder: type        # a decoders.BaseDecoder subclass
-  hparams: HParams
+  encoder: str         # an encoders.BaseEncoder subclass, as 'module.Class' in tfvae
+  decoder: str         # a decoders.BaseDecoder subclass, likewise
+  overrides: dict      # hparams that differ from tfvae.model.default_hparams()
   dataset: str         # a dataset spec (tfvae.sources): a built-in name, tfds:, folder:, ...
-  top_down: type = top_down.DenseLadder  # the latent groups below the top one
+  top_down: str = 'top_down.DenseLadder'  # the latent groups below the top one
+
+  @functools.cached_property
+  def hparams(self):
+    """The config's HParams: the defaults with its overrides."""
+    from tfvae.model import default_hparams  # pylint: disable=import-outside-toplevel
+    return default_hparams().override(**self.overrides)
 
   def build_model(self, hparams, image_shape):
     """A VAE with `hparams` for images of shape image_shape [H, W, C]."""
-    return VAE(self.encoder(hparams, image_shape, name='encoder'),
-               self.decoder(hparams, image_shape, name='decoder'), hparams,
-               top_down=self.top_down(hparams, image_shape, name='top_down'), name='vae')
+    from tfvae.model import VAE  # pylint: disable=import-outside-toplevel
+    return VAE(_part(self.encoder)(hparams, image_shape, name='encoder'),
+               _part(self.decoder)(hparams, image_shape, name='decoder'), hparams,
+               top_down=_part(self.top_down)(hparams, image_shape, name='top_down'),
+               name='vae')
 
 
-def _config(name, description, encoder, decoder, dataset, top_down_class=top_down.DenseLadder,
-            **hparams):
+def _config(name, description, encoder, decoder, dataset,
+            top_down_class='top_down.DenseLadder', **hparams):
   return Config(name=name, description=description, encoder=encoder, decoder=decoder,
-                hparams=default_hparams().override(**hparams), dataset=dataset,
-                top_down=top_down_class)
+                overrides=hparams, dataset=dataset, top_down=top_down_class)
 
 
 _PAPER_MNIST = dict(z_size=20, hidden_sizes=[500], activation='tanh', batch_size=100)
@@ -77,97 +88,97 @@ CONFIG_MAP = {c.name: c for c in [
     _config('mnist_fc',
             "The paper's MNIST model: 784-500-20 tanh MLPs, Bernoulli decoder, "
             'dynamically binarised MNIST.',
-            encoders.MLPEncoder, decoders.MLPDecoder, 'mnist', binarize=True, **_PAPER_MNIST),
+            'encoders.MLPEncoder', 'decoders.MLPDecoder', 'mnist', binarize=True, **_PAPER_MNIST),
     _config('mnist_fc_z2',
             'mnist_fc with a 2-D latent space, for pictures of the learned manifold.',
-            encoders.MLPEncoder, decoders.MLPDecoder, 'mnist', binarize=True,
+            'encoders.MLPEncoder', 'decoders.MLPDecoder', 'mnist', binarize=True,
             **dict(_PAPER_MNIST, z_size=2)),
     _config('binarized_mnist_fc',
             "The paper's MNIST model on statically binarised MNIST (Larochelle & Murray), "
             'the standard log-likelihood benchmark.',
-            encoders.MLPEncoder, decoders.MLPDecoder, 'binarized_mnist', **_PAPER_MNIST),
+            'encoders.MLPEncoder', 'decoders.MLPDecoder', 'binarized_mnist', **_PAPER_MNIST),
     _config('binarized_mnist_gated',
             'A strong single-stochastic-layer VAE with a standard-normal prior: gated 300-300 '
             'MLPs, 40-D latent, trained on the IWAE bound (K=20) with doubly reparameterised '
             'gradients, weight averaging and early stopping on the validation ELBO.',
-            encoders.MLPEncoder, decoders.MLPDecoder, 'binarized_mnist', objective='iwae_dreg',
+            'encoders.MLPEncoder', 'decoders.MLPDecoder', 'binarized_mnist', objective='iwae_dreg',
             num_samples=20, **dict(_GATED, early_stopping_patience=50)),
     _config('binarized_mnist_made',
             'The gated encoder of binarized_mnist_gated and an autoregressive MADE decoder, '
             'p(x|z) = prod_d p(x_d | x_<d, z), on the ELBO with early stopping.',
-            encoders.MLPEncoder, autoregressive.MADEDecoder, 'binarized_mnist',
+            'encoders.MLPEncoder', 'autoregressive.MADEDecoder', 'binarized_mnist',
             autoregressive_units=500, **_GATED),
     _config('binarized_mnist_pixelcnn',
             'The gated encoder of binarized_mnist_gated and a shallow PixelCNN decoder: '
             'causal 7x7 window features weighed by z, on the ELBO with early stopping.',
-            encoders.MLPEncoder, autoregressive.PixelCNNDecoder, 'binarized_mnist',
+            'encoders.MLPEncoder', 'autoregressive.PixelCNNDecoder', 'binarized_mnist',
             autoregressive_units=16, autoregressive_window=7, **_GATED),
     _config('binarized_mnist_vampprior',
             'binarized_mnist_gated with a VampPrior: p(z) the mixture of the encoder\'s '
             'posteriors at 500 learned pseudo-inputs (one latent group of 40).',
-            encoders.MLPEncoder, decoders.MLPDecoder, 'binarized_mnist', objective='iwae_dreg',
+            'encoders.MLPEncoder', 'decoders.MLPDecoder', 'binarized_mnist', objective='iwae_dreg',
             num_samples=20, prior='vampprior', prior_components=500,
             **dict(_GATED, early_stopping_patience=50)),
     _config('binarized_mnist_hvae',
             'A two-group hierarchical VAE (z2 over z1, 40 each, inferred top-down) with a '
             'standard-normal top prior, gated 300-300 MLPs, IWAE bound (K=10) with DReG.',
-            encoders.MLPEncoder, decoders.MLPDecoder, 'binarized_mnist', **_HIERARCHY),
+            'encoders.MLPEncoder', 'decoders.MLPDecoder', 'binarized_mnist', **_HIERARCHY),
     _config('binarized_mnist_hvae_pixelcnn',
             'The best binarised-MNIST model: two latent groups (z2 over z1, 40 each) with a '
             'VampPrior on the top one and a shallow PixelCNN decoder (7x7 causal window, 32 '
             'features), on the ELBO.',
-            encoders.MLPEncoder, autoregressive.PixelCNNDecoder, 'binarized_mnist',
+            'encoders.MLPEncoder', 'autoregressive.PixelCNNDecoder', 'binarized_mnist',
             prior='vampprior', prior_components=500, autoregressive_units=32,
             autoregressive_window=7,
             **dict(_HIERARCHY, objective='elbo', num_samples=1)),
     _config('mnist_conv',
             'Convolutional encoder/decoder (32, 64 filters), Bernoulli decoder, '
             'dynamically binarised MNIST.',
-            encoders.ConvEncoder, decoders.ConvDecoder, 'mnist', binarize=True,
+            'encoders.ConvEncoder', 'decoders.ConvDecoder', 'mnist', binarize=True,
             z_size=20, hidden_sizes=[256], activation='relu', conv_filters=[32, 64]),
     _config('fashion_mnist_conv',
             'Convolutional encoder/decoder on Fashion-MNIST, Bernoulli likelihood on '
             'greyscale intensities.',
-            encoders.ConvEncoder, decoders.ConvDecoder, 'fashion_mnist',
+            'encoders.ConvEncoder', 'decoders.ConvDecoder', 'fashion_mnist',
             z_size=32, hidden_sizes=[256], activation='relu', conv_filters=[32, 64]),
     _config('conv_vae',
             'A convolutional VAE for your own images at any size and channel count: pass '
             '--dataset=folder:PATH (or npz:, npy:, tfds:NAME) and --hparams=image_size=N; '
             'a discretised logistic mixture likelihood on the 8-bit values.',
-            encoders.ConvEncoder, decoders.ConvDecoder, '', **_COLOUR_CONV),
+            'encoders.ConvEncoder', 'decoders.ConvDecoder', '', **_COLOUR_CONV),
     _config('cifar10_conv',
             'conv_vae on CIFAR-10 (32x32 RGB, through TFDS), with a discretised logistic '
             'mixture likelihood: bits/dim comparable with published figures.',
-            encoders.ConvEncoder, decoders.ConvDecoder, 'tfds:cifar10', **_COLOUR_CONV),
+            'encoders.ConvEncoder', 'decoders.ConvDecoder', 'tfds:cifar10', **_COLOUR_CONV),
     _config('celeb_a_64_conv',
             'conv_vae on CelebA faces (through TFDS) resized and centre-cropped to 64x64 RGB.',
-            encoders.ConvEncoder, decoders.ConvDecoder, 'tfds:celeb_a',
+            'encoders.ConvEncoder', 'decoders.ConvDecoder', 'tfds:celeb_a',
             **dict(_COLOUR_CONV, image_size=64, conv_filters=[32, 64, 128, 256], z_size=128)),
     _config('conv_hvae',
             'A hierarchical VAE for your own colour (or grey) images at any size: latent maps '
             'at several resolutions inferred top-down over residual blocks (VDVAE-like), a '
             'discretised logistic mixture likelihood; pass --dataset=folder:PATH (or npz:, '
             'npy:, tfds:).',
-            conv_hierarchy.ResNetEncoder, conv_hierarchy.StateDecoder, '',
-            top_down_class=conv_hierarchy.ConvTopDown, **_COLOUR_HIERARCHY),
+            'conv_hierarchy.ResNetEncoder', 'conv_hierarchy.StateDecoder', '',
+            top_down_class='conv_hierarchy.ConvTopDown', **_COLOUR_HIERARCHY),
     _config('cifar10_hvae', 'conv_hvae on CIFAR-10 (32x32 RGB, through TFDS).',
-            conv_hierarchy.ResNetEncoder, conv_hierarchy.StateDecoder, 'tfds:cifar10',
-            top_down_class=conv_hierarchy.ConvTopDown, **_COLOUR_HIERARCHY),
+            'conv_hierarchy.ResNetEncoder', 'conv_hierarchy.StateDecoder', 'tfds:cifar10',
+            top_down_class='conv_hierarchy.ConvTopDown', **_COLOUR_HIERARCHY),
     _config('celeb_a_64_hvae',
             'conv_hvae on CelebA faces (through TFDS) resized and centre-cropped to 64x64 RGB, '
             'with one more resolution (32x32 .. 4x4).',
-            conv_hierarchy.ResNetEncoder, conv_hierarchy.StateDecoder, 'tfds:celeb_a',
-            top_down_class=conv_hierarchy.ConvTopDown,
+            'conv_hierarchy.ResNetEncoder', 'conv_hierarchy.StateDecoder', 'tfds:celeb_a',
+            top_down_class='conv_hierarchy.ConvTopDown',
             **dict(_COLOUR_HIERARCHY, image_size=64, conv_filters=[32, 64, 64, 64],
                    groups_per_level=[1, 2, 2, 1])),
     _config('frey_face_fc',
             "The paper's Frey Face model: 200 tanh hidden units, Gaussian decoder with a "
             'sigmoid mean, 10-D latent.',
-            encoders.MLPEncoder, decoders.MLPDecoder, 'frey_face', z_size=10,
+            'encoders.MLPEncoder', 'decoders.MLPDecoder', 'frey_face', z_size=10,
             hidden_sizes=[200], activation='tanh', likelihood='gaussian', batch_size=100),
     _config('frey_face_fc_z2',
             'frey_face_fc with a 2-D latent space, for pictures of the learned manifold.',
-            encoders.MLPEncoder, decoders.MLPDecoder, 'frey_face', z_size=2,
+            'encoders.MLPEncoder', 'decoders.MLPDecoder', 'frey_face', z_size=2,
             hidden_sizes=[200], activation='tanh', likelihood='gaussian', batch_size=100),
 ]}
 
@@ -177,5 +188,5 @@ def get_config(name):
   try:
     return CONFIG_MAP[name]
   except KeyError:
-    raise ConfigError(
-        f'unknown config {name!r}; valid configs: {", ".join(sorted(CONFIG_MAP))}') from None
+    raise ConfigError(f'unknown config {name!r}{did_you_mean(name, CONFIG_MAP)}; valid '
+                      f'configs: {", ".join(sorted(CONFIG_MAP))}') from None

@@ -26,9 +26,9 @@ def test_console_script_help_lists_its_flags_and_the_configs(tool):
   script = os.path.join(os.path.dirname(sys.executable), f'tfvae-{tool}')
   assert os.path.exists(script), f'{script} is not installed (pip install -e .)'
   rc, out, err = _run([script, '--help'])
-  assert rc == 1, err  # absl's --help exits 1 after printing the usage
+  assert rc == 0, err
   for name in configs.CONFIG_MAP:
-    assert name in out, name
+    assert (name in out) == (tool == 'train'), name  # the trainer lists the configs
   assert TOOLS[tool] in out and 'Traceback' not in out + err
   # The tool's own flags, not absl's: those are behind --helpfull.
   assert '--verbosity' not in out
@@ -36,7 +36,7 @@ def test_console_script_help_lists_its_flags_and_the_configs(tool):
 
 def test_bin_script_is_the_same_tool():
   rc, out, _ = _run([sys.executable, os.path.join(ROOT, 'bin', 'train.py'), '--help'])
-  assert rc == 1 and '--num_steps' in out and 'binarized_mnist_gated' in out
+  assert rc == 0 and '--num_steps' in out and 'binarized_mnist_gated' in out
 
 
 def test_start_up_is_free_of_tensorflow_chatter(tmp_path, data_dir):
@@ -45,9 +45,10 @@ def test_start_up_is_free_of_tensorflow_chatter(tmp_path, data_dir):
                        f'--data_dir={data_dir}', '--hparams=hidden_sizes=[8],z_size=2',
                        '--num_steps=2', '--image_every_n_steps=0'], timeout=240)
   assert rc == 0, err
-  for noise in ('cuda', 'cpu_feature_guard', 'absl::InitializeLog', 'Sharding callback'):
+  for noise in ('cuda', 'cpu_feature_guard', 'absl::InitializeLog', 'Sharding callback',
+                'oneDNN', 'port.cc', 'hooks.py:'):
     assert noise not in out + err, noise
-  assert 'step 2/2' in err
+  assert '\nstep 2/2  loss ' in err  # a plain progress line, without absl's prefix
 
 
 def test_a_run_is_a_session_of_the_hparams_dashboard(mnist_z2_run):

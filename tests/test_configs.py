@@ -32,6 +32,14 @@ def test_every_config_builds_and_computes_a_finite_loss(name):
 
 
 def test_unknown_config_lists_the_valid_ones():
-  with pytest.raises(configs.ConfigError, match="unknown config 'mnist'; valid configs: "
-                     'binarized_mnist_fc, binarized_mnist_gated'):
+  with pytest.raises(configs.ConfigError, match=r"unknown config 'mnist' \(did you mean "
+                     r"'mnist_fc'\?\); valid configs: binarized_mnist_fc, binarized_mnist_gated"):
     configs.get_config('mnist')
+  with pytest.raises(configs.ConfigError, match="unknown config 'qqq'; valid configs: "):
+    configs.get_config('qqq')
+
+
+def test_configs_are_read_without_tensorflow_and_build_their_hparams_when_asked():
+  config = configs.get_config('mnist_fc')
+  assert isinstance(config.encoder, str) and config.overrides['z_size'] == 20
+  assert config.hparams.z_size == 20 and config.hparams.binarize

@@ -2,6 +2,7 @@
 HParams that hold every range, or a one-line HParamsError/ValueError; bin/train.py turns a few
 of the errors into one `error: ` line, with no traceback."""
 
+import json
 import functools
 import math
 import random
@@ -90,7 +91,7 @@ def _outcome(config_name, spec):
 
 def _assert_holds_every_range(config, hp):
   """What a model may rely on, checked here independently of the specs."""
-  assert config.hparams.from_json(hp.to_json()) == hp
+  assert config.hparams.override(**json.loads(hp.to_json())) == hp
   for name, value in hp.values().items():
     for v in value if isinstance(value, list) else [value]:
       assert not isinstance(v, float) or math.isfinite(v), (name, value)

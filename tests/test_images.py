@@ -56,16 +56,6 @@ def test_image_grid_keeps_images_right_side_up():
   assert grid[:5, :20].min() == 1.0 and grid[5:, :20].max() == 0.0
 
 
-def test_write_png_round_trip(tmp_path):
-  grid = np.linspace(0.0, 1.0, 12, dtype=np.float32).reshape(3, 4, 1)
-  path = images.write_png(str(tmp_path / 'sub' / 'g.png'), grid)
-  np.testing.assert_array_equal(_png(path), np.round(grid * 255).astype(np.uint8))
-  rgb = np.random.RandomState(0).randint(0, 256, (5, 6, 3)).astype(np.uint8)
-  np.testing.assert_array_equal(_png(images.write_png(str(tmp_path / 'rgb.png'), rgb)), rgb)
-  assert _png(images.write_png(str(tmp_path / 'hw.png'), grid[..., 0])).shape == (3, 4, 1)
-  assert _png(images.write_png(str(tmp_path / 'c.png'), grid * 3 - 1)).max() == 255
-
-
 def test_manifold_latents():
   z = images.manifold_latents(4)
   ticks = scipy.stats.norm.ppf([0.125, 0.375, 0.625, 0.875])
@@ -81,10 +71,10 @@ def test_manifold_latents():
 class _FakeTrained:
   """What write_pictures uses of a TrainedModel, for images [H, W, C]: sample i of n is the
   flat grey level i / n, reconstructions are 1 - x, the posterior mean is (mean of x, first
-  pixel)."""
+  pixel), decoded images are flat at sigmoid(z_1), interpolations blend the two images."""
 
   def __init__(self, image_shape):
-    self.image_shape, self.z_size, self.config_name = image_shape, 2, 'fake'
+    self.image_shape, self.z_size, self.config_name, self.step = image_shape, 2, 'fake', 7
 
   def sample(self, n, temperature=1.0, seed=None):
     del temperature, seed
@@ -99,6 +89,15 @@ class _FakeTrained:
     flat = x.reshape(len(x), -1)
     return np.stack([flat.mean(1), flat[:, 0]], 1), np.ones((len(x), 2), np.float32)
 
+  def decode(self, z):
+    level = 1 / (1 + np.exp(-z[:, 0]))
+    return np.ones((len(z),) + self.image_shape, np.float32) * level[:, None, None, None]
+
+  def interpolate(self, x1, x2, num_steps, method):
+    del method
+    t = np.linspace(0, 1, num_steps, dtype=np.float32)[:, None, None, None]
+    return (1 - t) * x1 + t * x2
+
 
 def _split(image_shape, num=12, num_classes=3, seed=0):
   """A tfvae.data.Split of random uint8 images [num, *image_shape] with labels."""
@@ -109,45 +108,75 @@ def _split(image_shape, num=12, num_classes=3, seed=0):
                     rng.randint(0, num_classes, num), info)
 
 
-def test_write_pictures_grid_without_title_is_pixel_exact(tmp_path):
-  trained = _FakeTrained((6, 5, 1))
-  path = images.write_pictures(trained, 'prior', str(tmp_path), num=5)
+@pytest.fixture
+def tables(monkeypatch):
+  """The calls write_pictures makes of plots.image_table: [(tiles, title, keyword args)]."""
+  calls = []
+
+  def record(tiles, path, title=None, **kwargs):
+    calls.append((np.asarray(tiles), title, kwargs))
+    return path
+
+  monkeypatch.setattr(plots, 'image_table', record)
+  return calls
+
+
+def test_write_pictures_titles_and_labels_what_each_picture_shows(tmp_path, tables):
+  trained, split = _FakeTrained((6, 5, 1)), _split((6, 5, 1))
+  x = images.float_images(split)
+  path = images.write_pictures(trained, 'prior', str(tmp_path), num=5, temperature=0.5)
   assert path == str(tmp_path / 'prior.png')
-  np.testing.assert_array_equal(_png(path), images.to_uint8(images.image_grid(
-      trained.sample(5))))
+  tiles, title, kwargs = tables[-1]
+  assert title == 'fake, step 7: 5 samples from the prior'
+  assert '0.5' in kwargs['caption'] and tiles.shape == (2, 3, 6, 5, 1)
+  np.testing.assert_allclose(tiles.reshape(6, 6, 5, 1)[:5], trained.sample(5))
+  assert (tiles[1, 2] == 1).all()  # the empty cell is white
+
+  images.write_pictures(trained, 'reconstruction', str(tmp_path), split=split, num=4,
+                        split_name='valid')
+  tiles, title, kwargs = tables[-1]
+  assert title == 'fake, step 7: 4 valid images, reconstructed'
+  assert kwargs['row_labels'] == ['original', 'reconstruction'] * 2
+  assert tiles.shape == (4, 2, 6, 5, 1) and kwargs['row_group'] == 2
+  np.testing.assert_allclose(tiles[1], 1 - tiles[0])  # each original above its reconstruction
+  assert any(np.allclose(tiles[0, 0], image) for image in x)
+
+  images.write_pictures(trained, 'interpolation', str(tmp_path), split=split, num=8,
+                        num_steps=4, title='my own')
+  tiles, title, kwargs = tables[-1]
+  assert title == 'my own' and tiles.shape == (2, 6, 6, 5, 1)
+  assert kwargs['framed_columns'] == (0, -1)
+  assert kwargs['column_labels'] == ['image', 't=0', 't=0.33', 't=0.67', 't=1', 'image']
+  np.testing.assert_allclose(tiles[:, 1], tiles[:, 0])   # the path starts at the first image
+  np.testing.assert_allclose(tiles[:, -2], tiles[:, -1])  # and ends at the second
+
+  images.write_pictures(trained, 'manifold', str(tmp_path), num=10, title='')
+  tiles, title, kwargs = tables[-1]
+  assert title is None and tiles.shape == (3, 3, 6, 5, 1) and kwargs['axis_labels']
 
 
-def test_write_pictures_title_draws_a_figure_above_the_grid(tmp_path):
-  trained = _FakeTrained((6, 5, 1))
-  plain = _png(images.write_pictures(trained, 'prior', str(tmp_path / 'plain'), num=5))
-  titled = _png(images.write_pictures(trained, 'prior', str(tmp_path / 'titled'), num=5,
-                                      title='prior samples'))
-  assert titled.shape[0] > plain.shape[0] + plots.TITLE_HEIGHT
-  # The grid, scaled up by an integer factor without smoothing, lies below the title.
-  scale = plots.TITLED_IMAGE_SIZE // max(plain.shape[:2])
-  grid = np.repeat(np.repeat(plain[..., 0], scale, 0), scale, 1)
-  top = titled.shape[0] - plots.IMAGE_MARGIN - grid.shape[0]
-  left = (titled.shape[1] - grid.shape[1]) // 2
-  np.testing.assert_array_equal(titled[top:top + grid.shape[0], left:left + grid.shape[1], 0],
-                                grid)
-  assert (titled[:top, :, 0] < 100).sum() > 20  # the title's text
+def test_asking_for_more_images_than_the_split_has_warns(tmp_path, tables, caplog):
+  trained, split = _FakeTrained((6, 5, 1)), _split((6, 5, 1), num=12)
+  with caplog.at_level('WARNING'):
+    images.write_pictures(trained, 'reconstruction', str(tmp_path), split=split, num=64)
+  assert 'reconstruction: 64 images asked for, but the test split has 12; drawing 12' in (
+      caplog.text)
+  assert tables[-1][0].shape == (6, 4, 6, 5, 1)  # 12 images, 4 a row: 3 pairs of rows
 
 
-def test_write_pictures_colour_images(tmp_path):
+def test_write_pictures_colour_images_are_legible_figures(tmp_path):
   trained = _FakeTrained((4, 3, 3))
   split = _split((4, 3, 3))
-  prior = _png(images.write_pictures(trained, 'prior', str(tmp_path), num=4))
-  assert prior.shape == _grid_size(4, 4, 3, cols=2) + (3,)
   path = images.write_pictures(trained, 'reconstruction', str(tmp_path), split=split, num=4,
                                seed=1)
-  pairs = _png(path)
-  assert pairs.shape == _grid_size(8, 4, 3, cols=4) + (3,)
-  first = pairs[:4, :3]
-  assert any((first == image).all() for image in split.images)  # an input image ...
-  np.testing.assert_array_equal(pairs[:4, 4:7], 255 - first)     # ... beside its 1 - x
-  titled = _png(images.write_pictures(trained, 'reconstruction', str(tmp_path / 't'),
-                                      split=split, num=4, title='pairs'))
-  assert titled.shape[0] > pairs.shape[0] and (titled[..., 0] != titled[..., 1]).any()
+  pixels = _png(path)
+  scale = plots.tile_scale((4, 3), 4, 2)
+  assert scale == 20 and pixels.shape[-1] in (3, 4)
+  assert pixels.shape[0] > 4 * 4 * scale and pixels.shape[1] > 2 * 3 * scale
+  first = images.float_images(split, images._picks(12, 4, 1))[0]  # pylint: disable=protected-access
+  block = np.repeat(np.repeat(np.round(first * 255).astype(np.uint8), scale, 0), scale, 1)
+  found = (pixels[..., :3] == block[0, 0]).all(-1)
+  assert found.sum() >= scale * scale  # the first image's top-left pixel, as a block
 
 
 def test_write_pictures_scatter(tmp_path):
@@ -201,14 +230,10 @@ def test_sample_script_writes_every_kind(mnist_z2_run, tmp_path):
   assert rc == 0, out
   for kind in images.KINDS:
     assert f'wrote {out_dir / kind}.png' in out, out
-  expected = {
-      'prior': _grid_size(10, 28, 28, cols=4),
-      'reconstruction': _grid_size(20, 28, 28, cols=8),
-      'manifold': _grid_size(9, 28, 28, cols=3, border=0),
-      'interpolation': _grid_size(3 * 5, 28, 28, cols=5),  # 10 // 3 rows of 3 + 2 ends
-  }
-  for kind, size in expected.items():
-    assert _png(out_dir / f'{kind}.png').shape[:2] == size, kind
+  scale = plots.tile_scale((28, 28), 1, 1)
+  for kind in ('prior', 'reconstruction', 'manifold', 'interpolation'):
+    height, width = _png(out_dir / f'{kind}.png').shape[:2]
+    assert height > 3 * 28 * scale and width > 3 * 28 * scale, kind  # scaled up, legibly
   scatter = _png(out_dir / 'scatter.png')  # a matplotlib figure with a colour bar
   assert scatter.shape[-1] in (3, 4) and min(scatter.shape[:2]) >= 300
 
@@ -220,8 +245,8 @@ def test_sample_script_frey_face_and_errors(frey_run, tmp_path):
                        f'--data_dir={data_dir}', '--num=6', '--kind=prior',
                        '--kind=reconstruction')
   assert rc == 0, out
-  assert _png(out_dir / 'prior.png').shape == _grid_size(6, 28, 20, cols=3) + (1,)
-  assert _png(out_dir / 'reconstruction.png').shape == _grid_size(12, 28, 20, cols=6) + (1,)
+  for kind in ('prior', 'reconstruction'):
+    assert _png(out_dir / f'{kind}.png').shape[0] > 2 * 28 * plots.tile_scale((28, 20), 1, 1)
   rc, out = run_script('sample.py', f'--run_dir={run_dir}', f'--output_dir={out_dir}',
                        '--kind=manifold')
   assert rc == 1, out

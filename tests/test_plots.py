@@ -1,4 +1,4 @@
-"""tfvae.plots: the matplotlib scatter plot, figure 2 and titled image grids."""
+"""tfvae.plots: the matplotlib scatter plot, figure 2 and labelled tables of images."""
 
 import csv
 
@@ -133,38 +133,49 @@ def test_lower_bound_reads_csv_rows(tmp_path):
                       str(tmp_path / 'b.png'))
 
 
-def test_titled_image_rgb_is_pixel_exact_below_its_title(tmp_path):
-  rng = np.random.RandomState(0)
-  grid = rng.randint(0, 256, (20, 30, 3)).astype(np.uint8)
-  grid[:, :, 0] = np.minimum(grid[:, :, 0], 200)  # pure red only at the corners
-  for row, col in [(0, 0), (0, -1), (-1, 0), (-1, -1)]:
-    grid[row, col] = (255, 0, 0)
-  pixels = _png(plots.titled_image(grid, str(tmp_path / 't.png'), 'samples', scale=3))
-  rows, cols = np.nonzero((pixels == (255, 0, 0)).all(-1))
-  top, left = rows.min(), cols.min()
-  drawn = pixels[top:rows.max() + 1, left:cols.max() + 1]
-  np.testing.assert_array_equal(drawn, np.repeat(np.repeat(grid, 3, axis=0), 3, axis=1))
-  assert top >= plots.TITLE_HEIGHT
-  assert (pixels[:top].min(-1) < 100).sum() > 20  # the title's dark text above the grid
-  # A long title widens the figure beyond the image.
-  wide = _png(plots.titled_image(grid, str(tmp_path / 'w.png'), 'a long title ' * 10, scale=1))
-  assert wide.shape[1] > 300
+def _flat_tiles(rows, cols, height, width):
+  """tiles [rows, cols, height, width, 3] uint8, each one flat colour none of the others (nor
+  grey text, nor white, nor the frame) has."""
+  colours = [(40 + 30 * i, 200 - 25 * i, 90 + 7 * i) for i in range(rows * cols)]
+  tiles = np.array(colours, np.uint8).reshape(rows, cols, 1, 1, 3)
+  return np.broadcast_to(tiles, (rows, cols, height, width, 3)).copy(), colours
 
 
-def test_titled_image_greyscale_default_scale_and_errors(tmp_path):
-  levels = np.array([0.0, 0.25, 0.5, 0.75, 1.0], np.float32)
-  grid = levels[np.random.RandomState(0).randint(0, 5, (40, 64, 1))]
-  pixels = _png(plots.titled_image(grid, str(tmp_path / 'g.png'), 'grey'))
-  scale = plots.TITLED_IMAGE_SIZE // 64
-  assert pixels.shape[0] >= 40 * scale + plots.TITLE_HEIGHT
-  assert pixels.shape[1] >= 64 * scale
+def test_image_table_scales_tiles_without_smoothing_and_labels_them(tmp_path):
+  tiles, colours = _flat_tiles(2, 3, 10, 7)
+  scale = plots.tile_scale((10, 7), 2, 3)
+  assert scale == 8  # the longer side reaches MIN_TILE = 80
+  pixels = _png(plots.image_table(tiles, str(tmp_path / 't.png'), 'a title', 'a caption',
+                                  row_labels=['first', 'second'],
+                                  column_labels=['a', 'b', 'c'], framed_columns=(0,)))
+  boxes = []
+  for colour in colours:
+    rows, cols = np.nonzero((pixels == colour).all(-1))
+    assert len(rows) == 10 * scale * 7 * scale  # a whole block per pixel, nothing smoothed
+    assert (np.ptp(rows) + 1, np.ptp(cols) + 1) == (10 * scale, 7 * scale)
+    boxes.append((rows.min(), cols.min()))
+  (top, left), (_, second_col), (second_row, _) = boxes[0], boxes[1], boxes[3]
+  assert second_col > left + 7 * scale and second_row > top + 10 * scale  # row by row
+  framed = (pixels == plots.FRAME_COLOUR).all(-1)
+  assert framed[:, left - 1].any() and not framed[:, boxes[1][1] - 1].any()  # column 0 only
+  dark = pixels.max(-1) < 100
+  assert dark[:top].sum() > 50            # title, caption and column labels above
+  assert dark[top:, :left - 10].sum() > 20  # row labels left of the table
+
+
+def test_image_table_greyscale_axis_labels_and_errors(tmp_path):
+  grey = np.linspace(0, 1, 4 * 5 * 6, dtype=np.float32).reshape(2, 2, 5, 6, 1)
+  pixels = _png(plots.image_table(grey, str(tmp_path / 'g.png'), axis_labels=('x', 'y'),
+                                  gap=0))
   assert (pixels[..., 0] == pixels[..., 1]).all() and (pixels[..., 1] == pixels[..., 2]).all()
-  # Below the title only the grid's own levels and the white margin: no smoothing.
-  below = pixels[plots.TITLE_HEIGHT:, :, 0]
-  assert set(np.unique(below)) <= {0, 64, 128, 191, 255}
-  assert (pixels[:plots.TITLE_HEIGHT, :, 0] < 100).sum() > 20
-  with pytest.raises(ValueError, match=r'image \[H, W, C\] with C 1 or 3'):
-    plots.titled_image(np.zeros((4, 4, 2)), str(tmp_path / 'bad.png'), 'x')
+  scale = plots.tile_scale((5, 6), 2, 2)
+  assert pixels.shape[0] > 10 * scale and pixels.shape[1] > 12 * scale
+  # 64-px tiles are doubled, unless that makes the table wider than MAX_SIDE.
+  assert plots.tile_scale((64, 64), 1, 8) == 2 and plots.tile_scale((64, 64), 1, 20) == 1
+  wide = np.zeros((1, 20, 64, 64, 1), np.float32)
+  assert _png(plots.image_table(wide, str(tmp_path / 'w.png'))).shape[1] <= plots.MAX_SIDE
+  with pytest.raises(ValueError, match=r'tiles \[R, C, H, W, ch\] with ch 1 or 3'):
+    plots.image_table(np.zeros((2, 4, 4, 2)), str(tmp_path / 'bad.png'))
 
 
 def test_user_style_neither_changes_the_figures_nor_is_changed(tmp_path):

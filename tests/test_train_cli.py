@@ -81,8 +81,9 @@ def test_non_finite_loss_stops_with_one_line_and_keeps_checkpoint(tmp_path, data
 
 @pytest.mark.parametrize('args, message', [
     (['--config=nope'], "error: unknown config 'nope'; valid configs: binarized_mnist_fc"),
-    (['--config=mnist_fc', '--hparams=z_sise=2'], "error: unknown hparam 'z_sise'; valid"),
-    (['--config=mnist_fc', '--hparams=z_size=two'], "error: hparam 'z_size' wants a int"),
+    (['--config=mnist_fc', '--hparams=z_sise=2'],
+     "error: unknown hparam 'z_sise' (did you mean 'z_size'?); valid"),
+    (['--config=mnist_fc', '--hparams=z_size=two'], "error: hparam 'z_size' wants an integer"),
     (['--config=mnist_fc', '--hparams=activation=tanhh'], "error: unknown activation 'tanhh'"),
     (['--hparams=z_size=2'], 'error: --config is required for a new run_dir'),
     (['--config=binarized_mnist_fc', '--data_dir=/nonexistent/dir'],

@@ -1,5 +1,10 @@
 """tfvae: Auto-Encoding Variational Bayes (Kingma & Welling, 2013) in TensorFlow 2 / Keras 3."""
 
+# First, before anything imports TensorFlow: its start-up chatter stays out of the terminal.
+from tfvae import quiet
+
+quiet.install()
+
 __version__ = '0.1.0'
 
 

@@ -33,6 +33,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfvae.decoders import BaseDecoder
+from tfvae.errors import UserError
 from tfvae.likelihoods import bernoulli_log_prob
 from tfvae import layers
 
@@ -46,8 +47,8 @@ class AutoregressiveDecoder(BaseDecoder):
     super().__init__(hparams, image_shape, **kwargs)
     name = type(self).__name__
     if hparams.likelihood != 'bernoulli':
-      raise ValueError(f'{name} is autoregressive over binary pixels: it needs '
-                       f'likelihood=bernoulli, got likelihood={hparams.likelihood}')
+      raise UserError(f'{name} is autoregressive over binary pixels: it needs '
+                      f'likelihood=bernoulli, got likelihood={hparams.likelihood}')
     self._act = layers.activation(hparams.activation)
     self._num_pixels = math.prod(self.image_shape)
     self._hidden = layers.mlp(self, list(reversed(hparams.hidden_sizes)), hparams.activation)
@@ -231,8 +232,8 @@ class PixelCNNDecoder(AutoregressiveDecoder):
     super().__init__(hparams, image_shape, **kwargs)
     window = hparams.autoregressive_window  # odd, >= 3 (the hparam's range)
     if self.image_shape[-1] != 1:
-      raise ValueError(f'PixelCNNDecoder models one-channel images; the images have '
-                       f'shape {self.image_shape}')
+      raise UserError(f'PixelCNNDecoder models one-channel images; the images have '
+                      f'shape {self.image_shape}')
     self._window = CausalWindow(hparams.autoregressive_units, window, self.image_shape,
                                 hparams.activation, name='window')
     self._context_to_logits = keras.layers.Dense(self._num_pixels, name='context_to_logits')

@@ -81,9 +81,8 @@ def listed(directory):
   except _READ_ERRORS:
     state = None
   paths = []
-  if state is not None:
-    paths = [p if os.path.isabs(p) or '://' in p else os.path.join(directory, p)
-             for p in [state.model_checkpoint_path, *state.all_model_checkpoint_paths]]
+  if state is not None:  # its relative paths are already joined to `directory`
+    paths = [state.model_checkpoint_path, *state.all_model_checkpoint_paths]
   if tf.io.gfile.isdir(directory):
     paths += [os.path.join(directory, name[:-len('.index')])
               for name in tf.io.gfile.listdir(directory) if name.endswith('.index')]

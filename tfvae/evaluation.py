@@ -38,6 +38,7 @@ from tfvae import data
 from tfvae import export
 from tfvae import noise
 from tfvae import sources
+from tfvae.errors import UserError
 from tfvae.run_dir import RunDir
 from tfvae.run_dir import load_run
 
@@ -55,14 +56,14 @@ def chunk_plan(num_samples, batch_size, chunk_size=None, max_memory_mb=None, mod
   last one wastes fewer than num_chunks samples.
   """
   if num_samples < 1:
-    raise ValueError(f'num_importance_samples must be at least 1, got {num_samples}')
+    raise UserError(f'num_importance_samples must be at least 1, got {num_samples}')
   if chunk_size is not None and chunk_size < 1:
-    raise ValueError(f'chunk_size must be at least 1, got {chunk_size}')
+    raise UserError(f'chunk_size must be at least 1, got {chunk_size}')
   if chunk_size is None:
     rows = DEFAULT_CHUNK_ROWS
     if max_memory_mb is not None:
       if max_memory_mb <= 0:
-        raise ValueError(f'max_memory_mb must be positive, got {max_memory_mb}')
+        raise UserError(f'max_memory_mb must be positive, got {max_memory_mb}')
       rows = max(1, int(max_memory_mb * 2**20 // _bytes_per_sample(model)))
     batch_size = max(1, min(batch_size, rows))
     chunk_size = max(1, rows // batch_size)
@@ -155,7 +156,7 @@ def active_units(posterior_means, threshold=ACTIVE_UNIT_THRESHOLD):
   Cov_x(E_q[z_j|x]) > threshold (Burda et al.), from posterior means [N, z]."""
   means = np.asarray(posterior_means, np.float64)
   if means.ndim != 2 or len(means) < 2:
-    raise ValueError(f'active_units needs posterior means [N >= 2, z], got {means.shape}')
+    raise UserError(f'active_units needs posterior means [N >= 2, z], got {means.shape}')
   return int(np.sum(np.var(means, axis=0) > threshold))
 
 
@@ -164,7 +165,7 @@ def subset(num_examples, total, seed=0):
   for 0 or num_examples >= total); never the first rows: binarized MNIST's test file is
   grouped by digit."""
   if num_examples < 0:
-    raise ValueError(f'num_examples must be >= 0 (0 = the whole split), got {num_examples}')
+    raise UserError(f'num_examples must be >= 0 (0 = the whole split), got {num_examples}')
   if not num_examples or num_examples >= total:
     return np.arange(total)
   return np.sort(np.random.RandomState(seed).choice(total, num_examples, replace=False))
@@ -238,7 +239,7 @@ def evaluate_split(model, images, num_importance_samples, seed=0, binarize=False
       logging.info('evaluated %d%s examples in %.0fs%s; log-likelihood so far %.3f', count,
                    f'/{total}' if total else '', elapsed, left, sums[0] / count)
   if not count:
-    raise ValueError('no examples to evaluate')
+    raise UserError('no examples to evaluate')
   mean_log_px, reconstruction, kl, _ = (float(v) for v in sums / count)
   pixels = math.prod(model.image_shape)
   means = np.concatenate(means)
@@ -277,10 +278,10 @@ def evaluate_run(run_dir=None, split='test', num_importance_samples=5000, data_d
   writes SUMMARIES and losses/r_loss, losses/kl_bits to TensorBoard under run_dir/eval at
   the checkpoint's step."""
   if (run_dir is None) == (saved_model is None):
-    raise ValueError('give exactly one of --run_dir=DIR (a training run) and '
-                     '--saved_model=DIR (an export)')
+    raise UserError('give exactly one of --run_dir=DIR (a training run) and '
+                    '--saved_model=DIR (an export)')
   if saved_model is not None and checkpoint not in (None, 'latest'):
-    raise ValueError('--checkpoint applies to --run_dir only; a SavedModel holds one model')
+    raise UserError('--checkpoint applies to --run_dir only; a SavedModel holds one model')
   if saved_model is not None:
     run, model, step = export.load_run(saved_model)
     write_summaries = False

@@ -48,6 +48,7 @@ from tfvae import __version__
 from tfvae import checkpoints
 from tfvae import configs
 from tfvae import noise
+from tfvae.errors import UserError
 from tfvae.run_dir import Run
 from tfvae.run_dir import check_writable
 from tfvae.run_dir import load_run as load_run_dir
@@ -208,8 +209,8 @@ def read_metadata(export_dir):
   """The dict in export_dir/assets/tfvae.json (config, dataset, hparams, step, ...)."""
   path = os.path.join(export_dir, 'assets', METADATA_FILE)
   if not tf.io.gfile.exists(path):
-    raise ValueError(f'{export_dir} is not a tfvae SavedModel: no {path}; export one with '
-                     'bin/export.py --run_dir=... --export_dir=...')
+    raise UserError(f'{export_dir} is not a tfvae SavedModel: no {path}; export one with '
+                    'bin/export.py --run_dir=... --export_dir=...')
   with tf.io.gfile.GFile(path) as f:
     return json.load(f)
 

@@ -52,34 +52,45 @@ def _next_multiple(step, every):
 
 class Progress(Hook):
   """Every `every_n_steps`: a log line and the window's mean metrics and examples/sec as
-  TensorBoard scalars (the window: the steps since the last report)."""
+  TensorBoard scalars (the window: the steps since the last report).
+
+  The rate and the time left leave out the first call of an invocation, which compiles the
+  step: a report with no other call in its window shows neither.
+  """
 
   def __init__(self, writer, every_n_steps, num_steps, deadline=math.inf):
     self._writer, self._every, self._num_steps = writer, every_n_steps, num_steps
     self._deadline = deadline
-    self._window = _Window()
+    self._window, self._compiled = _Window(), False
 
   def next_boundary(self, step):
     return _next_multiple(step, self._every)
 
   def after_steps(self, trainer, steps, metrics):
-    self._window.add(steps, metrics)
+    self._window.add(steps, metrics, timed=self._compiled)
+    if not self._compiled:  # the rate's clock starts once the step is compiled
+      self._window.start, self._compiled = time.time(), True
     step = trainer.step
     if step % self._every and step != self._num_steps:
       return None
     means = self._window.means()
-    batch = trainer.hparams.batch_size
-    examples_per_sec = self._window.steps * batch / max(self._window.seconds(), 1e-9)
-    remaining = min((self._num_steps - step) * batch / max(examples_per_sec, 1e-9),
-                    max(self._deadline - time.time(), 0.0))
-    logging.info('step %d/%d  loss %.3f  elbo %.3f  kl %.2f bits  beta %.3f  '
-                 '%.0f examples/sec  %s left', step, self._num_steps, means['loss'],
-                 means['elbo'], means['losses/kl_bits'], means['losses/kl_beta'],
-                 examples_per_sec, _duration(remaining))
+    line = (f'step {step}/{self._num_steps}  loss {means["loss"]:.3f}  elbo '
+            f'{means["elbo"]:.3f}  kl {means["losses/kl_bits"]:.2f} bits  beta '
+            f'{means["losses/kl_beta"]:.3f}')
+    examples_per_sec = None
+    if self._window.timed_steps:
+      batch = trainer.hparams.batch_size
+      examples_per_sec = (self._window.timed_steps * batch /
+                          max(self._window.seconds(), 1e-9))
+      remaining = min((self._num_steps - step) * batch / max(examples_per_sec, 1e-9),
+                      max(self._deadline - time.time(), 0.0))
+      line += f'  {examples_per_sec:.0f} examples/sec  {_duration(remaining)} left'
+    logging.info('%s', line)
     with self._writer.as_default(step=step):
       for name, value in means.items():
         tf.summary.scalar(name, value)
-      tf.summary.scalar('examples_per_sec', examples_per_sec)
+      if examples_per_sec is not None:
+        tf.summary.scalar('examples_per_sec', examples_per_sec)
     self._window = _Window()
     return None
 
@@ -266,13 +277,15 @@ def standard(trainer, num_steps, log_every_n_steps=100, checkpoint_every_secs=60
 
 class _Window:
   """Metrics since the last report, and its wall time: train_step.COUNTS summed, the others
-  averaged over the steps."""
+  averaged over the steps; `timed_steps` of them count towards the rate (those after
+  `start`)."""
 
   def __init__(self):
-    self.steps, self.sums, self.start = 0, {}, time.time()
+    self.steps, self.timed_steps, self.sums, self.start = 0, 0, {}, time.time()
 
-  def add(self, steps, metrics):
+  def add(self, steps, metrics, timed=True):
     self.steps += steps
+    self.timed_steps += steps if timed else 0
     for name, value in metrics.items():
       weight = 1 if name in train_step.COUNTS else steps
       self.sums[name] = self.sums.get(name, 0.0) + value * weight

@@ -1,27 +1,27 @@
 """Typed hyperparameters, the values each may take, and a one-string override syntax.
 
 `HParams` holds named values. A default is either a plain value (bool, int, float, str, or a
-non-empty list of one of those), which fixes the hparam's type, or a spec that also says which
-values are allowed:
+non-empty list of ints), which fixes the hparam's type, or a spec that also says which values
+are allowed:
 
     HParams(z_size=Int(20, min=1), learning_rate=Float(1e-3, min=0, min_inclusive=False),
             likelihood=Choice('bernoulli', ['bernoulli', 'gaussian']),
             hidden_sizes=IntList([500], min=1, max_length=8), checks=[check_learning_rates])
 
-`parse("a=1,b=0.5,sizes=[500,500],act=tanh")`, `override(a=1)` and `from_json(text)` return
-new HParams, and every HParams is checked when it is built: each value against its spec (floats
-must be finite unless the spec says `finite=False`), then each function in `checks` against the
-whole set (the rules between hparams). Anything that does not fit raises a one-line
-`HParamsError` naming the hparam, the value and what is allowed; `describe_range(name)` says in
-words what is allowed. Equality, `values()` and JSON hold the values only, never the specs.
+`parse("a=1,b=0.5,sizes=[500,500],act=tanh")` and `override(a=1)` return new HParams, and every
+HParams is checked when it is built: each value against its spec (floats must be finite), then
+each function in `checks` against the whole set (the rules between hparams). Anything that does
+not fit raises a one-line `HParamsError` naming the hparam, the value and what is allowed (with
+a "did you mean" for a misspelt name); `describe_range(name)` says in words what is allowed.
+Equality, `values()` and `to_json()` hold the values only, never the specs.
 """
 
-import abc
 import json
 import math
 import re
 
 from tfvae.errors import UserError
+from tfvae.errors import did_you_mean
 
 
 class HParamsError(UserError):
@@ -32,6 +32,7 @@ _TRUE = ('true', 't', 'yes', '1')
 _FALSE = ('false', 'f', 'no', '0')
 _ASSIGNMENT = re.compile(r'\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(\[[^\]]*\]|[^,\[\]]*)\s*(,|$)')
 _MAX_SHOWN = 80  # characters of a bad value quoted in an error message
+_NOUNS = {bool: 'true or false', int: 'an integer', float: 'a float', str: 'a string'}
 
 
 def _show(value):
@@ -58,25 +59,12 @@ def _convert_scalar(name, kind, text):
       return text.strip('\'"')
     return kind(text)
   except ValueError:
-    raise HParamsError(f'hparam {name!r} wants a {kind.__name__}, got {_show(text)}') from None
+    raise HParamsError(f'hparam {name!r} wants {_NOUNS[kind]}, got {_show(text)}') from None
 
 
-def _checked(check, *args):
-  """check(*args), with a ValueError it raises turned into an HParamsError of its message."""
-  try:
-    check(*args)
-  except HParamsError:
-    raise
-  except ValueError as e:
-    raise HParamsError(' '.join(str(e).split())) from None
-
-
-class Spec(abc.ABC):
-  """One hparam's default and the values it may take.
-
-  A subclass sets `kind` (the Python type of a value) and says which values are allowed
-  (`allows`) and how that reads in words (`_describe`, singular or plural for list elements).
-  """
+class Spec:
+  """One hparam's default and the values it may take: a subclass sets `kind` (the Python type
+  of a value) and says which values are allowed (`allows`) and how that reads (`describe`)."""
 
   kind = None
 
@@ -85,14 +73,11 @@ class Spec(abc.ABC):
 
   def describe(self):
     """The allowed values in words, e.g. 'an integer >= 1'."""
-    return self._describe(plural=False)
-
-  @abc.abstractmethod
-  def _describe(self, plural):
-    """The allowed values as a noun phrase: 'an integer >= 1', or plural 'integers >= 1'."""
+    return _NOUNS[self.kind]
 
   def allows(self, value):
     """Whether `value` (already of `kind`) is allowed."""
+    del value
     return True
 
   def check(self, name, value):
@@ -103,7 +88,7 @@ class Spec(abc.ABC):
   def coerce(self, name, value):
     """`value` (from Python or JSON) as a `kind`, or HParamsError."""
     if type(value) is not self.kind:
-      raise HParamsError(f'hparam {name!r} wants a {self.kind.__name__}, got {_show(value)} '
+      raise HParamsError(f'hparam {name!r} wants {_NOUNS[self.kind]}, got {_show(value)} '
                          f'({type(value).__name__})')
     return value
 
@@ -111,21 +96,15 @@ class Spec(abc.ABC):
     """The value written as `text` in an hparams string, or HParamsError."""
     return _convert_scalar(name, self.kind, text)
 
-  def type_name(self):
-    return self.kind.__name__
-
 
 class Bool(Spec):
   """true or false."""
 
   kind = bool
 
-  def _describe(self, plural):
-    return 'true/false values' if plural else 'true or false'
-
 
 class Str(Spec):
-  """Any string, or those that `check` (value -> raises a one-line ValueError) accepts; then
+  """Any string, or those that `check` (value -> raises a one-line UserError) accepts; then
   `description` says which they are."""
 
   kind = str
@@ -135,9 +114,7 @@ class Str(Spec):
     self._check_value = check
     self._description = description
 
-  def _describe(self, plural):
-    if plural:
-      return f'strings, each {self._description}' if self._check_value else 'strings'
+  def describe(self):
     return self._description
 
   def check(self, name, value):
@@ -156,15 +133,16 @@ class Choice(Spec):
   def _valid(self):
     return ', '.join(str(c) for c in self.choices)
 
-  def _describe(self, plural):
-    return f'values among {self._valid()}' if plural else f'one of {self._valid()}'
+  def describe(self):
+    return f'one of {self._valid()}'
 
   def allows(self, value):
     return value in self.choices
 
   def check(self, name, value):
     if not self.allows(value):
-      raise HParamsError(f'unknown {name} {_show(value)}; valid: {self._valid()}')
+      hint = did_you_mean(value, self.choices) if isinstance(value, str) else ''
+      raise HParamsError(f'unknown {name} {_show(value)}{hint}; valid: {self._valid()}')
 
 
 class _Bounded(Spec):
@@ -206,25 +184,21 @@ class Int(_Bounded):
   def allows(self, value):
     return super().allows(value) and (not self.odd or value % 2 == 1)
 
-  def _describe(self, plural):
+  def describe(self, plural=False):
+    """'an integer >= 1', or with plural=True 'integers >= 1' (a list's elements)."""
     noun = ('odd ' if self.odd else '') + ('integers' if plural else 'integer')
     article = '' if plural else ('an ' if noun[0] in 'aeiou' else 'a ')
     return article + noun + self._range()
 
 
 class Float(_Bounded):
-  """A float between min and max (each inclusive unless min_inclusive/max_inclusive is False);
-  nan and inf are rejected unless finite=False (then only the bounds apply)."""
+  """A finite float between min and max (each inclusive unless min_inclusive/max_inclusive
+  is False)."""
 
   kind = float
 
-  def __init__(self, default, min=None, max=None, min_inclusive=True, max_inclusive=True,
-               finite=True):
-    super().__init__(default, min, max, min_inclusive, max_inclusive)
-    self.finite = finite
-
   def allows(self, value):
-    return (math.isfinite(value) or not self.finite) and super().allows(value)
+    return math.isfinite(value) and super().allows(value)
 
   def coerce(self, name, value):
     """Ints are accepted for floats: override(learning_rate=1) is 1.0."""
@@ -236,23 +210,22 @@ class Float(_Bounded):
                            f'{_show(value)}') from None
     return super().coerce(name, value)
 
-  def _describe(self, plural):
+  def describe(self):
     # Two bounds exclude inf themselves; otherwise say that the float must be finite.
-    finite = 'finite ' if self.finite and (self.min is None or self.max is None) else ''
-    return ('' if plural else 'a ') + finite + ('floats' if plural else 'float') + self._range()
+    finite = 'finite ' if self.min is None or self.max is None else ''
+    return f'a {finite}float{self._range()}'
 
 
-class ListOf(Spec):
-  """A list of min_length to max_length (None: any number) elements, each allowed by the
-  scalar spec `element` (whose default is left None), e.g. ListOf(Int(None, min=1), [500])."""
+class IntList(Spec):
+  """A list of min_length to max_length (None: any number) integers, each in [min, max]:
+  IntList([32, 64], min=1, max_length=8)."""
 
-  def __init__(self, element, default, min_length=1, max_length=None):
+  kind = list
+
+  def __init__(self, default, min=None, max=None, min_length=1, max_length=None):
     super().__init__(default)
-    self.element = element
+    self.element = Int(None, min, max)
     self.min_length, self.max_length = min_length, max_length
-
-  def type_name(self):
-    return f'list of {self.element.type_name()}'
 
   def _length(self):
     """'a non-empty list of', 'a list of 1 to 8', ...: the words before the elements."""
@@ -263,8 +236,8 @@ class ListOf(Spec):
       return f'a list of {low}'
     return f'a list of at most {high}' if low == 0 else f'a list of {low} to {high}'
 
-  def _describe(self, plural):
-    return f'{self._length()} {self.element._describe(plural=True)}'
+  def describe(self):
+    return f'{self._length()} {self.element.describe(plural=True)}'
 
   def allows(self, value):
     if len(value) < self.min_length or (
@@ -272,64 +245,47 @@ class ListOf(Spec):
       return False
     return all(self.element.allows(v) for v in value)
 
-  def check(self, name, value):
-    super().check(name, value)
-    for v in value:
-      self.element.check(name, v)
-
   def coerce(self, name, value):
     if not isinstance(value, (list, tuple)):
-      raise HParamsError(f'hparam {name!r} wants a {self.type_name()}, got {_show(value)}')
+      raise HParamsError(f'hparam {name!r} wants a list of integers, got {_show(value)}')
     return [self.element.coerce(name, v) for v in value]
 
   def parse(self, name, text):
     text = text.strip()
     if not (text.startswith('[') and text.endswith(']')):
       raise HParamsError(
-          f'hparam {name!r} wants a {self.type_name()} like [1,2], got {_show(text)}')
+          f'hparam {name!r} wants a list of integers like [1,2], got {_show(text)}')
     return [self.element.parse(name, t) for t in text[1:-1].split(',') if t.strip()]
 
 
-class IntList(ListOf):
-  """A list of integers, each in [min, max]: IntList([32, 64], min=1, max_length=8)."""
-
-  def __init__(self, default, min=None, max=None, min_length=1, max_length=None):
-    super().__init__(Int(None, min, max), default, min_length, max_length)
-
-
-class FloatList(ListOf):
-  """A list of floats, each allowed by Float(None, min, max, ...)."""
-
-  def __init__(self, default, min=None, max=None, min_inclusive=True, max_inclusive=True,
-               finite=True, min_length=1, max_length=None):
-    super().__init__(Float(None, min, max, min_inclusive, max_inclusive, finite), default,
-                     min_length, max_length)
+def _checked(check, *args):
+  """check(*args), with a UserError it raises turned into an HParamsError of its message."""
+  try:
+    check(*args)
+  except HParamsError:
+    raise
+  except UserError as e:
+    raise HParamsError(' '.join(str(e).split())) from None
 
 
 _PLAIN_SPECS = ((bool, Bool), (int, Int), (float, Float), (str, Str))
 
 
-def _plain_spec(name, value):
-  """The spec of a plain default: any value of its type (floats finite)."""
-  for kind, spec in _PLAIN_SPECS:
-    if isinstance(value, kind):
-      return spec(value)
-  raise TypeError(f'hparam {name!r}: unsupported type {type(value).__name__}')
-
-
 def _as_spec(name, default):
-  """The Spec of a default given to HParams: itself, or that of a plain value."""
+  """The Spec of a default given to HParams: itself, or that of a plain value (any value of
+  its type; floats finite; a list of ints: a non-empty one)."""
   if isinstance(default, Spec):
-    spec = default
-  elif isinstance(default, list):
-    if not default:
-      raise TypeError(f'hparam {name!r}: lists need a typed first element')
-    spec = ListOf(type(_plain_spec(name, default[0]))(None), default)
-  else:
-    spec = _plain_spec(name, default)
-  if spec.default is None:
-    raise TypeError(f'hparam {name!r}: its {type(spec).__name__} spec has no default')
-  return spec
+    if default.default is None:
+      raise TypeError(f'hparam {name!r}: its {type(default).__name__} spec has no default')
+    return default
+  if isinstance(default, list) and default and all(
+      type(v) is int for v in default):  # pylint: disable=unidiomatic-typecheck
+    return IntList(default)
+  for kind, spec in _PLAIN_SPECS:
+    if type(default) is kind:  # pylint: disable=unidiomatic-typecheck
+      return spec(default)
+  raise TypeError(f'hparam {name!r}: unsupported default {_show(default)}; give a bool, int, '
+                  'float, str, non-empty list of ints, or a Spec')
 
 
 class HParams:
@@ -337,9 +293,8 @@ class HParams:
   overrides.
 
   HParams(checks=(fn, ...), **defaults): each default a plain value or a Spec (Int, Float,
-  Bool, Str, Choice, IntList, FloatList, ListOf); each fn(hparams) raises a one-line
-  HParamsError (or ValueError) when hparams do not fit together. `checks` is therefore not
-  an hparam name.
+  Bool, Str, Choice, IntList); each fn(hparams) raises a one-line UserError (HParamsError)
+  when hparams do not fit together. `checks` is therefore not an hparam name.
   """
 
   def __init__(self, *, checks=(), **defaults):
@@ -382,7 +337,8 @@ class HParams:
     return f'HParams({", ".join(f"{k}={v!r}" for k, v in self._values.items())})'
 
   def _unknown_message(self, name):
-    return f'unknown hparam {name!r}; valid hparams: {", ".join(sorted(self._values))}'
+    return (f'unknown hparam {name!r}{did_you_mean(name, self._values)}; valid hparams: '
+            f'{", ".join(sorted(self._values))}')
 
   def values(self):
     """A copy of the values as a plain dict."""
@@ -425,14 +381,5 @@ class HParams:
     return self.override(**changes)
 
   def to_json(self):
+    """The values as a JSON object (what override(**json.loads(...)) takes back)."""
     return json.dumps(self._values, indent=2, sort_keys=True)
-
-  def from_json(self, text):
-    """A new HParams with the values saved by `to_json` over these defaults."""
-    try:
-      changes = json.loads(text)
-    except ValueError as e:
-      raise HParamsError(f'hparams JSON does not parse: {e}') from None
-    if not isinstance(changes, dict):
-      raise HParamsError(f'hparams JSON must be an object of name: value, got {_show(changes)}')
-    return self.override(**changes)

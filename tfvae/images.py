@@ -2,16 +2,17 @@
 
 Images are float [N, H, W, C] in [0, 1] (or uint8), C 1 (greyscale) or 3 (RGB), rows top to
 bottom as stored, so every dataset, Frey Face's 28x20 faces included, comes out right side
-up. Plain grids are written pixel for pixel with tf.io.encode_png and tf.io.gfile; the scatter
-plot and grids with a title are matplotlib figures (tfvae.plots).
+up.
 
 `write_pictures` makes the pictures bin/sample.py offers (the paper's figures 4 and 5 and
-more); `summary_images` makes TensorBoard grids during training.
+more), titled, labelled and scaled to be read without the README (tfvae.plots.image_table);
+`summary_images` makes plain grids (image_grid) for TensorBoard during training.
 """
 
 import math
 import os
 
+from absl import logging
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -19,6 +20,8 @@ import tensorflow_probability as tfp
 from tfvae import data
 from tfvae import noise
 from tfvae import plots
+from tfvae.errors import UserError
+from tfvae.errors import did_you_mean
 
 KINDS = ('prior', 'reconstruction', 'manifold', 'interpolation', 'scatter')
 NEEDS_DATA = ('reconstruction', 'interpolation', 'scatter')
@@ -35,8 +38,8 @@ def image_grid(images, num_cols=None, border=1, border_value=1.0):
   cols = num_cols or ceil(sqrt(N)), rows = ceil(N / cols); empty cells are border_value."""
   images = np.asarray(images, np.float32)
   if images.ndim != 4 or not len(images):
-    raise ValueError(f'image_grid wants a non-empty batch [N, H, W, C], got shape '
-                     f'{images.shape}')
+    raise UserError(f'image_grid wants a non-empty batch [N, H, W, C], got shape '
+                    f'{images.shape}')
   n, height, width, channels = images.shape
   cols = num_cols or math.ceil(math.sqrt(n))
   rows = math.ceil(n / cols)
@@ -48,36 +51,12 @@ def image_grid(images, num_cols=None, border=1, border_value=1.0):
   return grid
 
 
-def to_uint8(image):
-  """uint8 pixels of a float image in [0, 1] (clipped, rounded); uint8 passes through."""
-  image = np.asarray(image)
-  if image.dtype == np.uint8:
-    return image
-  return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
-
-
-def write_png(path, image):
-  """Writes image [H, W], [H, W, 1] or [H, W, 3] (float in [0, 1] or uint8) as a PNG."""
-  image = to_uint8(image)
-  if image.ndim == 2:
-    image = image[:, :, None]
-  if image.ndim != 3 or image.shape[-1] not in (1, 3, 4):
-    raise ValueError(f'write_png wants an image [H, W, C] with C in 1, 3, 4; got shape '
-                     f'{image.shape}')
-  folder = os.path.dirname(path)
-  if folder:
-    tf.io.gfile.makedirs(folder)
-  with tf.io.gfile.GFile(path, 'wb') as f:
-    f.write(tf.io.encode_png(image).numpy())
-  return path
-
-
 def manifold_latents(num_per_side, z_size=2):
   """z [num_per_side^2, z_size] on the grid Phi^-1((i + 0.5) / num_per_side) (the paper's
   figure 4): row r of the grid holds z_2 from high (r = 0) to low, z_1 rises along it;
   dimensions past the second are 0."""
   if z_size < 2:
-    raise ValueError(f'a 2-D manifold needs z_size >= 2, got {z_size}')
+    raise UserError(f'a 2-D manifold needs z_size >= 2, got {z_size}')
   p = (np.arange(num_per_side, dtype=np.float32) + 0.5) / num_per_side
   ticks = tfp.distributions.Normal(0.0, 1.0).quantile(p).numpy()
   z1, z2 = np.meshgrid(ticks, ticks[::-1])
@@ -117,58 +96,105 @@ def _picks(num_images, count, seed):
   return np.random.RandomState(seed).permutation(num_images)[:count]
 
 
+def _images_of(split, count, seed, kind, split_name):
+  """`count` seeded picks of the split's images as floats [n, H, W, C], n = min(count, the
+  split's size); a warning naming both numbers when the split has fewer."""
+  available = len(split.images)
+  if count > available:
+    logging.warning('%s: %d images asked for, but the %s split has %d; drawing %d.', kind,
+                    count, split_name, available, available)
+  return float_images(split, _picks(available, count, seed))
+
+
 def check_picture(trained, kind):
-  """Raises a one-line ValueError unless the TrainedModel can draw picture `kind`."""
+  """Raises a one-line UserError unless the TrainedModel can draw picture `kind`."""
   if kind not in KINDS:
-    raise ValueError(f'unknown picture kind {kind!r}; valid: {", ".join(KINDS)}')
+    raise UserError(f'unknown picture kind {kind!r}{did_you_mean(kind, KINDS)}; valid: '
+                    f'{", ".join(KINDS)}')
   if kind in NEEDS_Z2 and trained.z_size != 2:
-    raise ValueError(f'--kind={kind} needs a 2-D latent space, but config '
-                     f'{trained.config_name} has z_size={trained.z_size}; train mnist_fc_z2 '
-                     'or frey_face_fc_z2 (or any config with --hparams=z_size=2)')
+    raise UserError(f'--kind={kind} needs a 2-D latent space, but config '
+                    f'{trained.config_name} has z_size={trained.z_size}; train mnist_fc_z2 '
+                    'or frey_face_fc_z2 (or any config with --hparams=z_size=2)')
+
+
+def _rows(images, num_cols):
+  """images [N, H, W, C] as table rows [ceil(N / num_cols), num_cols, H, W, C], the last
+  row padded with white."""
+  rows = math.ceil(len(images) / num_cols)
+  padded = np.ones((rows * num_cols,) + images.shape[1:], np.float32)
+  padded[:len(images)] = images
+  return padded.reshape((rows, num_cols) + images.shape[1:])
 
 
 def write_pictures(trained, kind, output_dir, split=None, num=64, seed=0, num_steps=8,
-                   method='linear', title=None, temperature=1.0):
+                   method='linear', title=None, temperature=1.0, split_name='test'):
   """Writes the picture `kind` of a TrainedModel to output_dir/<kind>.png; returns its path.
 
-  Grids are written pixel for pixel, or, given a `title`, as a figure with the title above
-  the grid (tfvae.plots.titled_image); the scatter plot is a matplotlib figure, titled if given.
+  Every picture reads without the README: a title (default: the config, its step and what is
+  shown; '' for none), a caption or labels saying what each image is, and images scaled up to
+  a legible size (tfvae.plots.image_table). `split` is a tfvae.data.Split called split_name.
 
   prior:          num samples from the prior N(0, temperature^2 I), ceil(sqrt(num)) a row
                   (the paper's figure 5).
-  reconstruction: num images of `split` (a tfvae.data.Split), each beside its reconstruction.
-  manifold:       decoded means over a floor(sqrt(num))^2 grid of z (figure 4; z_size 2).
-  interpolation:  max(1, num // num_steps) rows: a test image, num_steps decoded steps
-                  between its posterior mean and another's (`method` linear or slerp), the
-                  other image.
+  reconstruction: num images of `split`, each above its reconstruction, rows labelled.
+  manifold:       decoded means over a floor(sqrt(num))^2 grid of z (figure 4; z_size 2), its
+                  axes labelled z1, z2.
+  interpolation:  max(1, num // num_steps) rows: a framed test image, num_steps images decoded
+                  along the path (`method` linear or slerp) between its posterior mean and
+                  another's (t from 0 to 1 in the column labels), the other image, framed.
   scatter:        the posterior means of every image of `split`, coloured by label with a
                   colour bar (one colour without labels); z_size 2.
+  Asking for more images than the split has draws them all, with a warning.
   """
   check_picture(trained, kind)
   if kind in NEEDS_DATA and split is None:
-    raise ValueError(f'--kind={kind} needs images of the dataset')
+    raise UserError(f'--kind={kind} needs images of the dataset')
   path = os.path.join(output_dir, f'{kind}.png')
+  heading = f'{trained.config_name}, step {trained.step}: '
   if kind == 'scatter':
     means = np.concatenate([trained.encode(float_images(split, slice(i, i + 1000)))[0]
                             for i in range(0, len(split.images), 1000)])
-    return plots.scatter(means, split.labels, path, title=title,
+    default = f'posterior means of the {len(means)} {split_name} images'
+    return plots.scatter(means, split.labels, path, title=_title(title, heading + default),
                          class_names=CLASS_NAMES.get(split.info.name))
   if kind == 'prior':
-    grid = image_grid(trained.sample(num, temperature=temperature, seed=seed))
-  elif kind == 'manifold':
+    x = trained.sample(num, temperature=temperature, seed=seed)
+    return plots.image_table(
+        _rows(x, math.ceil(math.sqrt(num))), path,
+        _title(title, heading + f'{num} samples from the prior'),
+        caption=f'each: the decoder\'s mean at z ~ N(0, {temperature:g}\u00b2 I)')
+  if kind == 'manifold':
     side = max(1, math.isqrt(num))
-    grid = image_grid(trained.decode(manifold_latents(side, trained.z_size)), num_cols=side,
-                      border=0)
-  elif kind == 'reconstruction':
-    x = float_images(split, _picks(len(split.images), num, seed))
-    grid = _pairs_grid(x, trained.reconstruct(x, seed=seed))
-  else:
-    rows = max(1, num // num_steps)
-    x = float_images(split, _picks(len(split.images), 2 * rows, seed))
-    if len(x) < 2:
-      raise ValueError('--kind=interpolation needs at least 2 images in the split')
-    strips = [np.concatenate([x[i:i + 1], trained.interpolate(x[i], x[i + 1], num_steps,
-                                                              method), x[i + 1:i + 2]])
-              for i in range(0, len(x) - 1, 2)]
-    grid = image_grid(np.concatenate(strips), num_cols=num_steps + 2)
-  return write_png(path, grid) if title is None else plots.titled_image(grid, path, title)
+    x = trained.decode(manifold_latents(side, trained.z_size))
+    return plots.image_table(
+        x.reshape((side, side) + x.shape[1:]), path,
+        _title(title, heading + 'the learned 2-D manifold'),
+        caption=f'decoded means at z on a {side}\u00d7{side} grid of normal quantiles',
+        axis_labels=('z\u2081 \u2192', 'z\u2082 \u2192'), gap=0)
+  if kind == 'reconstruction':
+    x = _images_of(split, num, seed, kind, split_name)
+    cols = math.ceil(math.sqrt(len(x)))
+    originals, reconstructions = _rows(x, cols), _rows(trained.reconstruct(x, seed=seed), cols)
+    table = np.stack([originals, reconstructions], 1).reshape((-1,) + originals.shape[1:])
+    return plots.image_table(
+        table, path, _title(title, heading + f'{len(x)} {split_name} images, reconstructed'),
+        row_labels=['original', 'reconstruction'] * len(originals), row_group=2)
+  rows = max(1, num // num_steps)
+  x = _images_of(split, 2 * rows, seed, kind, split_name)
+  if len(x) < 2:
+    raise UserError('--kind=interpolation needs at least 2 images in the split')
+  strips = [np.concatenate([x[i:i + 1], trained.interpolate(x[i], x[i + 1], num_steps,
+                                                            method), x[i + 1:i + 2]])
+            for i in range(0, len(x) - 1, 2)]
+  steps = [f't={t:.2g}' for t in np.linspace(0.0, 1.0, num_steps)]
+  return plots.image_table(
+      np.stack(strips), path,
+      _title(title, heading + f'{method} interpolations between {split_name} images'),
+      caption=f'framed: two {split_name} images; between them: decoded at {num_steps} points '
+              'of the path between their posterior means',
+      column_labels=['image'] + steps + ['image'], framed_columns=(0, -1))
+
+
+def _title(title, default):
+  """The title to draw: `title` as given ('' for none), or `default` when it is None."""
+  return default if title is None else title or None

@@ -7,6 +7,8 @@ whose halves are multiplied, so the gate costs one wider matmul, not a second ca
 
 import keras
 
+from tfvae.errors import UserError
+
 GATED = 'glu'
 _EXAMPLES = 'tanh, relu, elu, softplus, sigmoid, gelu, swish'
 
@@ -16,8 +18,8 @@ def activation(name):
   try:
     return keras.activations.get(name)
   except ValueError:
-    raise ValueError(f"unknown activation {name!r}; use a Keras activation such as "
-                     f"{_EXAMPLES}, or {GATED} (gated layers)") from None
+    raise UserError(f"unknown activation {name!r}; use a Keras activation such as "
+                    f"{_EXAMPLES}, or {GATED} (gated layers)") from None
 
 
 def hidden(layer_class, width, activation_name, **kwargs):

@@ -18,7 +18,7 @@ objective=elbo (the paper's SGVB estimator, K = 1 by default):
 
     free_nats = free_bits * ln 2
     kl_cost   = sum_l max(kl_l - free_nats, 0)               (free bits per group, [B])
-    beta      = (1 - beta_rate**step) * max_beta
+    beta      = (1 - beta_rate**step) * max_beta             (max_beta throughout if beta_rate = 0)
     loss      = mean(r_loss) + beta * mean(kl_cost)          (what training minimises)
 
 objective=iwae (Burda et al. 2015; no free bits, beta = 1):
@@ -151,7 +151,7 @@ def default_hparams():
 
 def check_hparams(hparams):
   """The rules between hparams that their ranges cannot state (HParams runs it after every
-  override, parse and from_json): check_objective, and min_learning_rate <= learning_rate."""
+  override and parse): check_objective, and min_learning_rate <= learning_rate."""
   check_objective(hparams)
   if hparams.min_learning_rate > hparams.learning_rate:
     raise HParamsError(
@@ -213,7 +213,10 @@ class Path(NamedTuple):
 
 
 def beta_schedule(step, beta_rate, max_beta):
-  """beta = (1 - beta_rate**step) * max_beta: rises from 0 towards max_beta."""
+  """beta = (1 - beta_rate**step) * max_beta: rises from 0 towards max_beta; beta_rate = 0 is
+  no warm-up, max_beta from step 0 on (0**0 taken as 0)."""
+  if not beta_rate:
+    return tf.constant(max_beta, tf.float32)
   step = tf.cast(step, tf.float32)
   return (1.0 - tf.pow(tf.cast(beta_rate, tf.float32), step)) * max_beta
 

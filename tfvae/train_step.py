@@ -29,6 +29,7 @@ import tensorflow as tf
 from tfvae import data
 from tfvae import noise
 from tfvae import optimization
+from tfvae.errors import UserError
 
 METRICS = ('loss', 'losses/r_loss', 'losses/kl_loss', 'losses/kl_bits', 'losses/kl_beta',
            'elbo', 'learning_rate', 'global_norm', 'skipped_updates')
@@ -47,8 +48,8 @@ class TrainStep:
     self._binarize_key = noise.key(seed, 'train_binarize')
     replicas = strategy.num_replicas_in_sync
     if hparams.batch_size % replicas:
-      raise ValueError(f'batch_size {hparams.batch_size} does not divide over {replicas} '
-                       f'replicas; use a multiple of {replicas}')
+      raise UserError(f'batch_size {hparams.batch_size} does not divide over {replicas} '
+                      f'replicas; use a multiple of {replicas}')
     self._local_batch = hparams.batch_size // replicas
     groups = state.model.groups
     # One group's KL is losses/kl_bits itself; with several, each also has its own.

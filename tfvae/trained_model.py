@@ -8,7 +8,7 @@
 Images are float in [0, 1], or uint8 as the run's dataset holds them: intensities 0..255,
 scaled by 1/255, or 0/1 for a binary dataset (binarized_mnist, a bool array), taken as they
 are; whether it is binary is recorded with the run, never guessed from the values. Any other
-values, NaN or infinity are a one-line ValueError. Both sources run the same functions
+values, NaN or infinity are a one-line UserError. Both sources run the same functions
 (tfvae.export.VAEModule), so they agree exactly. `log_likelihood` scores images as
 bin/evaluate.py does, binarising them first for a binarize=true run.
 """
@@ -48,17 +48,17 @@ class TrainedModel:
 
   def __init__(self, run_dir=None, checkpoint=None, saved_model_dir=None):
     if (run_dir is None) == (saved_model_dir is None):
-      raise ValueError('TrainedModel needs exactly one of run_dir= (a training run) or '
-                       'saved_model_dir= (an export from bin/export.py)')
+      raise UserError('TrainedModel needs exactly one of run_dir= (a training run) or '
+                      'saved_model_dir= (an export from bin/export.py)')
     if saved_model_dir is not None:
       if checkpoint:
-        raise ValueError('checkpoint= applies to run_dir=, not to saved_model_dir=')
+        raise UserError('checkpoint= applies to run_dir=, not to saved_model_dir=')
       metadata = export.read_metadata(saved_model_dir)
       try:
         self._functions = tf.saved_model.load(saved_model_dir).signatures
       except (tf.errors.OpError, ValueError, OSError) as e:
-        raise ValueError(f'cannot load the SavedModel {saved_model_dir} ({type(e).__name__}: '
-                         f'{" ".join(str(e).split())[:200]})') from None
+        raise UserError(f'cannot load the SavedModel {saved_model_dir} ({type(e).__name__}: '
+                        f'{" ".join(str(e).split())[:200]})') from None
       self.model = None
     else:
       module = export.restore_module(run_dir, checkpoint)
@@ -92,25 +92,25 @@ class TrainedModel:
 
   def _images(self, x):
     """x as a float32 tensor in [0, 1] (uint8 scaled by 1/255, a binary dataset's kept), or a
-    one-line ValueError unless its shape is [B, H, W, C] and its values finite and in range."""
+    one-line UserError unless its shape is [B, H, W, C] and its values finite and in range."""
     array = np.asarray(x)
     if array.ndim != 4 or array.shape[1:] != self.image_shape or not len(array):
-      raise ValueError(f'images have shape {array.shape}; {self.config_name} expects '
-                       f'[batch >= 1, {", ".join(map(str, self.image_shape))}]')
+      raise UserError(f'images have shape {array.shape}; {self.config_name} expects '
+                      f'[batch >= 1, {", ".join(map(str, self.image_shape))}]')
     if array.dtype == np.uint8:
       if self.binary and array.max() > 1:
-        raise ValueError(f'uint8 images hold the value {array.max()}, but {self.dataset} is '
-                         'binary: give its 0/1 values, or float images in [0, 1]')
+        raise UserError(f'uint8 images hold the value {array.max()}, but {self.dataset} is '
+                        'binary: give its 0/1 values, or float images in [0, 1]')
       array = array.astype(np.float32) / (1.0 if self.binary else 255.0)
     elif not (np.issubdtype(array.dtype, np.floating) or array.dtype == bool):
-      raise ValueError(f'images have dtype {array.dtype}; give float images in [0, 1] or '
-                       'uint8 in 0..255')
+      raise UserError(f'images have dtype {array.dtype}; give float images in [0, 1] or '
+                      'uint8 in 0..255')
     array = array.astype(np.float32)
     if not np.all(np.isfinite(array)):
-      raise ValueError('images have NaN or infinite values; give float images in [0, 1]')
+      raise UserError('images have NaN or infinite values; give float images in [0, 1]')
     if array.min() < 0 or array.max() > 1:
-      raise ValueError(f'image values lie in [{array.min():g}, {array.max():g}]; give float '
-                       'images in [0, 1] or uint8 in 0..255')
+      raise UserError(f'image values lie in [{array.min():g}, {array.max():g}]; give float '
+                      'images in [0, 1] or uint8 in 0..255')
     return tf.constant(array)
 
   def _latents(self, z):
@@ -118,10 +118,10 @@ class TrainedModel:
     finite."""
     z = np.asarray(z, np.float32)
     if z.ndim != 2 or z.shape[1] != self.z_size:
-      raise ValueError(f'latents have shape {z.shape}; {self.config_name} expects '
-                       f'[batch, {self.z_size}]')
+      raise UserError(f'latents have shape {z.shape}; {self.config_name} expects '
+                      f'[batch, {self.z_size}]')
     if not np.all(np.isfinite(z)):
-      raise ValueError('latents have NaN or infinite values')
+      raise UserError('latents have NaN or infinite values')
     return tf.constant(z)
 
   def encode(self, x, seed=0):
@@ -160,9 +160,9 @@ class TrainedModel:
   def sample(self, n, temperature=1.0, seed=None):
     """n images [n, H, W, C] decoded from z ~ N(0, temperature^2 I); seed None: random."""
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-      raise ValueError(f'sample needs a whole number n >= 1 of images, got {n!r}')
+      raise UserError(f'sample needs a whole number n >= 1 of images, got {n!r}')
     if not (np.isfinite(temperature) and temperature >= 0):
-      raise ValueError(f'temperature must be a finite number >= 0, got {temperature!r}')
+      raise UserError(f'temperature must be a finite number >= 0, got {temperature!r}')
     if seed is None:
       seed = np.random.default_rng().integers(2**62)
     return self._call('sample', n=tf.constant(n, tf.int32), seed=tf.constant(seed, tf.int64),
@@ -176,10 +176,10 @@ class TrainedModel:
     """Images [num_steps, H, W, C] decoded along a path from the posterior mean of image x1
     [H, W, C] to that of x2 (both ends included): 'linear' or 'slerp'."""
     if method not in INTERPOLATION_METHODS:
-      raise ValueError(f'unknown interpolation method {method!r}; valid: '
-                       f'{", ".join(INTERPOLATION_METHODS)}')
+      raise UserError(f'unknown interpolation method {method!r}; valid: '
+                      f'{", ".join(INTERPOLATION_METHODS)}')
     if num_steps < 2:
-      raise ValueError(f'num_steps is {num_steps}; an interpolation needs at least 2')
+      raise UserError(f'num_steps is {num_steps}; an interpolation needs at least 2')
     pair = np.stack([np.asarray(x1), np.asarray(x2)])
     mean, _, _ = self.encode(pair)
     t = np.linspace(0.0, 1.0, num_steps, dtype=np.float32)
@@ -195,8 +195,8 @@ class TrainedModel:
     i of a split. A binarize=true run scores x ~ Bernoulli(x) drawn as the evaluator draws it
     (binary data pass as they are)."""
     if self.model is None:
-      raise ValueError('log_likelihood needs the checkpoint: a SavedModel has no '
-                       'log_likelihood signature; load TrainedModel(run_dir=...) instead')
+      raise UserError('log_likelihood needs the checkpoint: a SavedModel has no '
+                      'log_likelihood signature; load TrainedModel(run_dir=...) instead')
     from tfvae import evaluation  # pylint: disable=import-outside-toplevel
     info = data.DatasetInfo(self.dataset, self.image_shape, self.binary, None, {})
     ll = evaluation.log_likelihood(self.model, self._images(x), num_samples, seed=seed,

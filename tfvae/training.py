@@ -63,8 +63,8 @@ class Trainer:
     self._multi_worker = isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy)
     info = source.info
     if hparams.binarize and not info.binary and info.image_shape[-1] != 1:
-      raise ValueError(f'hparam binarize applies to greyscale images; {source.spec} has '
-                       f'{info.image_shape[-1]} channels: set binarize=false (or channels=1)')
+      raise UserError(f'hparam binarize applies to greyscale images; {source.spec} has '
+                      f'{info.image_shape[-1]} channels: set binarize=false (or channels=1)')
     optimization.set_precision_policy(hparams)
     try:
       with self.strategy.scope():
@@ -117,16 +117,19 @@ class Trainer:
                                              seed=self.seed, binarize=self.hparams.binarize,
                                              log_every_secs=math.inf)
 
-  def train(self, num_steps, hooks=None):
+  def train(self, num_steps, hooks=None, record=None):
     """Trains until step `num_steps` (resuming from the newest readable checkpoint), with
     `hooks` (default: `hooks.standard(self, num_steps)`); returns why it stopped: 'done' or a
-    hook's
-    reason. Raises NonFiniteLossError, keeping the last good checkpoint, if the loss stops
+    hook's reason. `record` (a tfvae.run_dir.Run) is written to config.json by the chief once
+    the checkpoint is restored, never before: a run whose checkpoint does not restore keeps
+    its record. Raises NonFiniteLossError, keeping the last good checkpoint, if the loss stops
     being finite."""
     self.num_steps = num_steps
     restored = self.restore()
     if restored:
       logging.info('Resuming from %s at step %d.', restored, self.step)
+    if record is not None and self.is_chief:
+      self.run_dir.save(record)
     if self.step >= num_steps:
       logging.info('Already at step %d >= --num_steps=%d; nothing to train.', self.step,
                    num_steps)

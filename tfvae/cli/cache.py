@@ -22,13 +22,15 @@ from tfvae import cli
 from tfvae.errors import UserError
 from tfvae.errors import did_you_mean
 
-FLAGS = flags.FLAGS
-if 'cache_dir' not in FLAGS:  # cli.define_data_flags defines it too, for the data tools
-  flags.DEFINE_string('cache_dir', None, 'The cache (default $TFVAE_CACHE_DIR or '
-                      '~/.cache/tfvae).')
-flags.DEFINE_boolean('all', False, 'prune: remove every prepared dataset, not only stale ones.')
-flags.DEFINE_string('spec', None, 'prune: remove the preparations of this dataset spec.')
-flags.DEFINE_boolean('dry_run', False, 'prune: list what would be removed, remove nothing.')
+FLAGS = flags.FlagValues()
+flags.DEFINE_string('cache_dir', None, 'The cache (default $TFVAE_CACHE_DIR or '
+                    '~/.cache/tfvae).', flag_values=FLAGS)
+flags.DEFINE_boolean('all', False, 'prune: remove every prepared dataset, not only stale ones.',
+                     flag_values=FLAGS)
+flags.DEFINE_string('spec', None, 'prune: remove the preparations of this dataset spec.',
+                    flag_values=FLAGS)
+flags.DEFINE_boolean('dry_run', False, 'prune: list what would be removed, remove nothing.',
+                     flag_values=FLAGS)
 
 COMMANDS = ('list', 'prune')
 _COMMAND = {'name': 'list'}  # the first word on the command line (run() takes it off argv)

@@ -7,42 +7,53 @@
 
 Prints a table and, last, one JSON line; for a --run_dir also writes log_likelihood,
 bits_per_dim, active_units and elbo to TensorBoard under run_dir/eval at the checkpoint's
-step. (bin/evaluate.py is the same tool.)
+step. A run's data is read from where it was trained unless --data_dir or --cache_dir says
+otherwise. (bin/evaluate.py is the same tool.)
 """
 
 import sys
 
 from absl import flags
-from absl import logging
 
 from tfvae import cli
-from tfvae import evaluation
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string('run_dir', None, 'Run directory written by bin/train.py.')
+FLAGS = flags.FlagValues()
+flags.DEFINE_string('run_dir', None, 'Run directory written by bin/train.py.',
+                    flag_values=FLAGS)
 flags.DEFINE_string('saved_model', None, 'Or: a SavedModel written by bin/export.py (or '
-                    'bin/train.py --export_dir); results are printed, not summarised.')
-flags.DEFINE_enum('split', 'test', ['train', 'valid', 'test'], 'Split to evaluate.')
+                    'bin/train.py --export_dir); results are printed, not summarised.',
+                    flag_values=FLAGS)
+flags.DEFINE_string('checkpoint', 'latest', 'Checkpoint to evaluate: latest, best (the best '
+                    'validation ELBO, kept by early stopping) or a checkpoint path.',
+                    flag_values=FLAGS)
+flags.DEFINE_enum('split', 'test', ['train', 'valid', 'test'], 'Split to evaluate.',
+                  flag_values=FLAGS)
 flags.DEFINE_integer('num_importance_samples', 5000, 'K: posterior samples per example for '
                      'the importance-weighted log-likelihood (Burda et al. use 5000).',
-                     lower_bound=1)
-cli.define_data_flags()
-flags.DEFINE_integer('seed', 0, 'Seed of the importance samples (and of the subset and of '
-                     'the binarisation of greyscale data).')
-flags.DEFINE_float('max_memory_mb', 0, 'Cap on the memory of the samples decoded at once '
-                   '(approximate); 0: a fast default (about 100 MB for MNIST).', lower_bound=0)
+                     lower_bound=1, flag_values=FLAGS)
 flags.DEFINE_integer('num_examples', 0, 'Evaluate a seeded random subset of this many '
-                     'examples; 0: the whole split.', lower_bound=0)
-flags.DEFINE_string('checkpoint', 'latest', 'Checkpoint to evaluate: latest, best (the best '
-                    'validation ELBO, kept by early stopping) or a checkpoint path.')
+                     'examples; 0: the whole split.', lower_bound=0, flag_values=FLAGS)
+flags.DEFINE_integer('seed', 0, 'Seed of the importance samples (and of the subset and of '
+                     'the binarisation of greyscale data).', flag_values=FLAGS)
+flags.DEFINE_float('max_memory_mb', 0, 'Cap on the memory of the samples decoded at once '
+                   '(approximate); 0: a fast default (about 100 MB for MNIST).', lower_bound=0,
+                   flag_values=FLAGS)
+cli.define_data_flags(FLAGS)
 
 
 def main():
-  logging.set_verbosity(logging.INFO)
+  # pylint: disable=import-outside-toplevel
+  from tfvae import evaluation
+  from tfvae.run_dir import RunDir
+  # pylint: enable=import-outside-toplevel
+
+  data_dir, cache_dir = FLAGS.data_dir, FLAGS.cache_dir
+  if FLAGS.run_dir:
+    data_dir, cache_dir = RunDir(FLAGS.run_dir).data_location(data_dir, cache_dir)
   results = evaluation.evaluate_run(
       FLAGS.run_dir or None, saved_model=FLAGS.saved_model or None, split=FLAGS.split,
-      num_importance_samples=FLAGS.num_importance_samples, data_dir=FLAGS.data_dir,
-      dataset=FLAGS.dataset, cache_dir=FLAGS.cache_dir, num_examples=FLAGS.num_examples,
+      num_importance_samples=FLAGS.num_importance_samples, data_dir=data_dir,
+      dataset=FLAGS.dataset, cache_dir=cache_dir, num_examples=FLAGS.num_examples,
       seed=FLAGS.seed, max_memory_mb=FLAGS.max_memory_mb or None, checkpoint=FLAGS.checkpoint)
   print(evaluation.results_table(results))
   print(evaluation.results_json(results), flush=True)

@@ -11,26 +11,27 @@ decoder for TensorFlow Lite). (bin/export.py is the same tool.)
 import sys
 
 from absl import flags
-from absl import logging
 
 from tfvae import cli
-from tfvae import export
+from tfvae.errors import UserError
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string('run_dir', None, 'The training run to export (see bin/train.py).')
-flags.DEFINE_string('export_dir', None, 'Folder to write the SavedModel to.')
+FLAGS = flags.FlagValues()
+flags.DEFINE_string('run_dir', None, 'The training run to export (see bin/train.py).',
+                    flag_values=FLAGS)
+flags.DEFINE_string('export_dir', None, 'Folder to write the SavedModel to.',
+                    flag_values=FLAGS)
 flags.DEFINE_string('checkpoint', 'latest', 'Checkpoint to export: latest, best (the best '
                     'validation ELBO, kept by early stopping) or a path such as '
-                    'RUN_DIR/train/ckpt-2000.')
-flags.DEFINE_boolean('tflite', False, 'Also write export_dir/decode.tflite.')
+                    'RUN_DIR/train/ckpt-2000.', flag_values=FLAGS)
+flags.DEFINE_boolean('tflite', False, 'Also write export_dir/decode.tflite: the decoder for '
+                     'TensorFlow Lite.', flag_values=FLAGS)
 
 
 def main():
-  if not FLAGS['verbosity'].present:  # TensorFlow's INFO chatter is not for this tool's user
-    logging.set_verbosity(logging.WARNING)
+  from tfvae import export  # pylint: disable=import-outside-toplevel
   for name in ('run_dir', 'export_dir'):
     if not FLAGS[name].value:
-      raise ValueError(f'--{name} is required')
+      raise UserError(f'--{name} is required')
   path = export.export_saved_model(FLAGS.run_dir, FLAGS.export_dir, FLAGS.checkpoint,
                                    tflite=FLAGS.tflite)
   extra = f' and {export.TFLITE_FILE}' if FLAGS.tflite else ''
