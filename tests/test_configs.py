@@ -23,7 +23,10 @@ def test_every_config_builds_and_computes_a_finite_loss(name):
   shape = _image_shape(config)
   model = config.build_model(config.hparams, shape)
   model.build_variables()
-  assert model.image_shape == shape and model.z_size == config.hparams.z_size
+  sizes = [int(np.prod(g.shape)) for g in model.groups]
+  assert model.image_shape == shape and model.z_size == sum(sizes)
+  if config.top_down == 'top_down.DenseLadder':
+    assert sizes == [config.hparams.z_size] * config.hparams.num_groups  # z_size each
   x = tf.round(tf.random.stateless_uniform((2,) + shape, [1, 2]) * 255) / 255
   losses = model.compute_losses(x, 1)
   assert np.isfinite(losses.loss.numpy()) and losses.elbo.shape == (2,)
