@@ -11,15 +11,12 @@
 
 from absl import flags
 from absl import logging
-import keras
 
+from tfvae import api
 from tfvae import cli
 from tfvae import evaluation
-from tfvae import hooks as hooks_lib
-from tfvae import sources
 from tfvae import strategies
 from tfvae import training
-from tfvae.run_dir import Run
 from tfvae.run_dir import RunDir
 from tfvae.run_dir import check_writable
 from tfvae.run_dir import resolve_run
@@ -88,27 +85,14 @@ def main():
   # anything else initialises TensorFlow's runtime.
   strategies.split_cpu(FLAGS.num_cpu_devices)
   strategy = strategies.make_strategy(FLAGS.strategy, tpu=FLAGS.tpu)
-  logging.info('Running under %s.', strategies.describe(strategy))
-  keras.utils.set_random_seed(FLAGS.seed)  # the initial weights
-  source = sources.make_source(config.dataset, data_dir=FLAGS.data_dir,
-                               cache_dir=FLAGS.cache_dir, image_size=hparams.image_size,
-                               channels=hparams.channels)
-  trainer = training.Trainer(config, hparams, run_dir, source, strategy=strategy,
-                             seed=FLAGS.seed, checkpoints_to_keep=FLAGS.checkpoints_to_keep,
-                             steps_per_loop=FLAGS.steps_per_loop,
-                             data_memory_mb=FLAGS.data_memory_mb)
-  if trainer.is_chief:
-    run_dir.save(Run(config, hparams, source.info.image_shape))
-  hooks = hooks_lib.standard(
-      trainer, FLAGS.num_steps, log_every_n_steps=FLAGS.log_every_n_steps,
-      checkpoint_every_secs=FLAGS.checkpoint_every_secs,
-      image_every_n_steps=FLAGS.image_every_n_steps,
-      max_train_seconds=FLAGS.max_train_minutes * 60)
-  reason = trainer.train(FLAGS.num_steps, hooks)
-  if FLAGS.export_dir and trainer.is_chief and reason != 'signal':
-    from tfvae import export  # pylint: disable=import-outside-toplevel
-    logging.info('Exported a SavedModel to %s.',
-                 export.export_saved_model(run_dir, FLAGS.export_dir))
+  api.run_training(run_dir, config, hparams, strategy, FLAGS.num_steps,
+                   data_dir=FLAGS.data_dir, cache_dir=FLAGS.cache_dir, seed=FLAGS.seed,
+                   checkpoints_to_keep=FLAGS.checkpoints_to_keep,
+                   steps_per_loop=FLAGS.steps_per_loop, data_memory_mb=FLAGS.data_memory_mb,
+                   log_every_n_steps=FLAGS.log_every_n_steps,
+                   checkpoint_every_secs=FLAGS.checkpoint_every_secs,
+                   image_every_n_steps=FLAGS.image_every_n_steps,
+                   max_train_minutes=FLAGS.max_train_minutes, export_dir=FLAGS.export_dir)
 
 
 def run():
