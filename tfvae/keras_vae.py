@@ -22,6 +22,7 @@ elbo and kl (nats, averaged over the epoch's updates) and beta.
 """
 
 import dataclasses
+import math
 import os
 
 import keras
@@ -150,7 +151,10 @@ class KerasVAE(keras.Model):
       x = data.to_float(x, self._info)
     if not self.hparams.binarize or self.binary:
       return x
-    return noise.bernoulli(x, noise.key(self.seed, stream), rows, step)
+    # noise.bernoulli's draws, with the image size known however the batch size is.
+    size = math.prod(self.image_shape)
+    u = noise.uniform(noise.key(self.seed, stream), rows, 1, size, step)[0]
+    return tf.reshape(tf.cast(u < tf.reshape(x, [-1, size]), tf.float32), tf.shape(x))
 
   def _objective(self, x, posterior_stream, binarize_stream, noise_step):
     rows = tf.range(tf.shape(x)[0])
