@@ -72,19 +72,20 @@ def test_fit_minimises_the_trainers_loss_step_for_step(images, tmp_path):
   # The noise is part of the objective: another seed's draws give another loss.
   other = tfvae.keras_model('mnist_fc', HPARAMS, image_shape=SHAPE, seed=4)
   other.vae.set_weights(model.vae.get_weights())
-  other.step.assign(model.step)
-  other.compile()
-  assert model.evaluate(train[:BATCH], verbose=0, return_dict=True)['loss'] != pytest.approx(
-      other.evaluate(train[:BATCH], verbose=0, return_dict=True)['loss'], rel=1e-4)
+  x = tf.constant(train[:BATCH])
+  loss, other_loss = (float(m._objective(x, 'train_posterior', 'train_binarize', 0).loss)  # pylint: disable=protected-access
+                      for m in (model, other))
+  assert abs(loss - other_loss) > 1e-3 * abs(loss)
 
 
 def test_fit_with_callbacks_and_validation(images, tmp_path):
   model = tfvae.keras_model('mnist_fc', HPARAMS, image_shape=SHAPE)
-  model.compile(optimizer=keras.optimizers.Adam(1e-3))
+  model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=False)
   stop = keras.callbacks.EarlyStopping('val_elbo', mode='max', patience=1, min_delta=1e9)
   best = str(tmp_path / 'best.keras')
   history = model.fit(
       tf.data.Dataset.from_tensor_slices(images[:100]).batch(BATCH), epochs=5, verbose=0,
+      shuffle=False,
       validation_data=(images[100:],),
       callbacks=[stop, keras.callbacks.TensorBoard(str(tmp_path / 'tb')),
                  keras.callbacks.ModelCheckpoint(best, 'val_elbo', mode='max',
@@ -115,10 +116,10 @@ def test_fit_with_callbacks_and_validation(images, tmp_path):
 
 
 def test_save_run_opens_everywhere(images, tmp_path, capsys):
-  """After fit, save_run makes a run dir that TrainedModel, evaluation, export and
-  tfvae.train (resuming, with the optimiser's state) open."""
+  """After fit, save_run makes a run dir that TrainedModel, evaluation and tfvae.train
+  (resuming, with the optimiser's state) open (the tools: tests/test_api.py's e2e test)."""
   model = tfvae.keras_model('mnist_fc', HPARAMS, image_shape=SHAPE)
-  model.compile()
+  model.compile(jit_compile=False)
   model.fit(images, batch_size=BATCH, epochs=1, verbose=0)
   run_dir = model.save_run(str(tmp_path / 'run'), dataset=images)
 
@@ -130,9 +131,6 @@ def test_save_run_opens_everywhere(images, tmp_path, capsys):
   results = evaluation.evaluate_run(run_dir, num_importance_samples=3,
                                     cache_dir=str(tmp_path / 'cache'))
   assert results['step'] == 6 and math.isfinite(results['log_likelihood'])
-  from tfvae import export  # pylint: disable=import-outside-toplevel
-  export.export_saved_model(run_dir, str(tmp_path / 'export'))
-  assert tfvae.TrainedModel(saved_model_dir=str(tmp_path / 'export')).step == 6
 
   state = checkpoints.build_state(model.config, model.hparams, SHAPE)
   checkpoints.restore(state.checkpoint, os.path.join(run_dir, 'train'))
@@ -159,7 +157,7 @@ def test_save_run_refuses_what_does_not_fit(images, tmp_path):
 
 def test_custom_optimizer_saves_a_fresh_one_of_the_configs(images, tmp_path):
   model = tfvae.keras_model('mnist_fc', HPARAMS, image_shape=SHAPE)
-  model.compile(optimizer=keras.optimizers.SGD(0.1))
+  model.compile(optimizer=keras.optimizers.SGD(0.1), jit_compile=False)
   model.fit(images, batch_size=BATCH, verbose=0)
   run_dir = model.save_run(str(tmp_path / 'run'), dataset=images)
   trained = tfvae.TrainedModel(run_dir=run_dir)
@@ -204,7 +202,7 @@ def test_partial_batches_and_float_images(images):
   """A last batch smaller than the others (Keras then traces with an unknown batch size),
   and float images in [0, 1]."""
   model = tfvae.keras_model('mnist_fc', HPARAMS, image_shape=SHAPE)
-  model.compile()
+  model.compile(jit_compile=False)
   history = model.fit(images[:50].astype(np.float32) / 255, batch_size=BATCH, epochs=2,
                       verbose=0)
   assert int(model.step.numpy()) == 6 and all(map(math.isfinite, history.history['loss']))
