@@ -190,14 +190,16 @@ def test_dataset_errors_are_one_line(dataset, message, tmp_path):
     (dict(config='mnist_fc', seed=1.5), 'seed=1.5: give an integer >= 0'),
     (dict(config='mnist_fc', checkpoint_every_secs=-1), 'give a number >= 0'),
     (dict(config='mnist_fc', strategy='mirorred'), "strategy='mirorred': give one of"),
-    (dict(config='conv_vae'), 'trains on your own images'),
+    (dict(config=None), 'config= is required for a new run_dir'),
+    (dict(config='conv_vae', dataset=None), 'trains on your own images'),
 ])
 def test_argument_errors_are_one_line(kwargs, message, tmp_path):
   kwargs.setdefault('run_dir', str(tmp_path / 'run'))
+  kwargs.setdefault('dataset', np.zeros((5, 8, 8), np.uint8))
   with pytest.raises(UserError, match=message) as error:
     tfvae.train(**kwargs)
   assert '\n' not in str(error.value)
-  assert not os.path.exists(tmp_path / 'run' / 'config.json')
+  assert not os.path.exists(tmp_path / 'run')  # nothing written
 
 
 def test_config_objects():
@@ -246,3 +248,26 @@ def test_every_tool_opens_python_made_runs(array_run, images, tmp_path):
   for ours, theirs in zip(tfvae.TrainedModel(run_dir=api_run).model.get_weights(),
                           tfvae.TrainedModel(run_dir=cli_run).model.get_weights()):
     np.testing.assert_array_equal(ours, theirs)
+
+
+def test_an_interrupt_returns_the_model_at_its_checkpoint(images, tmp_path, monkeypatch, capsys):
+  """Ctrl-C (a notebook's interrupt) during tfvae.train saves a checkpoint and returns the
+  model at that step."""
+  import signal  # pylint: disable=import-outside-toplevel
+  from tfvae import hooks as hooks_lib  # pylint: disable=import-outside-toplevel
+
+  class Interrupt(hooks_lib.Hook):
+    def next_boundary(self, step):
+      return 5 if step < 5 else float('inf')
+
+    def after_steps(self, trainer, steps, metrics):
+      if trainer.step == 5:
+        os.kill(os.getpid(), signal.SIGINT)
+
+  standard = hooks_lib.standard
+  monkeypatch.setattr(hooks_lib, 'standard', lambda *a, **k: [Interrupt()] + standard(*a, **k))
+  model = tfvae.train('mnist_fc', images, SMALL, str(tmp_path / 'run'), num_steps=100,
+                      cache_dir=str(tmp_path / 'cache'), **FAST)
+  assert model.step == 5
+  assert 'Stopped by signal at step 5; checkpoint saved.' in capsys.readouterr().out
+  assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -45,8 +45,10 @@ def config_name(config):
   """The name of `config`: a registered config's name, or a configs.Config that is one (its
   dataset may differ); None stays None. A run directory records configs by name, so a
   modified Config is an ArgumentError."""
-  if config is None or isinstance(config, str):
-    return config
+  if config is None:
+    return None
+  if isinstance(config, str):
+    return configs.get_config(config).name
   if isinstance(config, configs.Config):
     registered = configs.get_config(config.name)
     if dataclasses.replace(config, dataset=registered.dataset) != registered:
@@ -78,7 +80,7 @@ def check_count(name, value, minimum):
   return int(value)
 
 
-def _seconds(name, value):
+def _non_negative(name, value):
   """A finite number >= 0, or an ArgumentError naming it."""
   if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)
       or value < 0):
@@ -193,7 +195,7 @@ def train(config=None, dataset=None, hparams=None, run_dir=None, num_steps=10000
       ('log_every_n_steps', log_every_n_steps, 1), ('steps_per_loop', steps_per_loop, 1),
       ('checkpoints_to_keep', checkpoints_to_keep, 1),
       ('image_every_n_steps', image_every_n_steps, 0), ('seed', seed, 0)]}
-  amounts = {name: _seconds(name, value) for name, value in [
+  amounts = {name: _non_negative(name, value) for name, value in [
       ('checkpoint_every_secs', checkpoint_every_secs), ('max_train_minutes', max_train_minutes),
       ('data_memory_mb', data_memory_mb)]}
   if not (isinstance(strategy, tf.distribute.Strategy) or strategy in strategies.STRATEGIES):
@@ -204,6 +206,14 @@ def train(config=None, dataset=None, hparams=None, run_dir=None, num_steps=10000
   check_writable(run_dir.path, 'run_dir')
   if export_dir:
     check_writable(export_dir, 'export_dir')
+  # Hparams are checked before any images are written into run_dir.
+  if run_dir.has_config():
+    apply_hparams(run_dir.load().hparams, hparams)
+  elif name is None:
+    raise ArgumentError('config= is required for a new run_dir; valid configs: '
+                        f'{", ".join(sorted(configs.CONFIG_MAP))}')
+  else:
+    apply_hparams(configs.get_config(name).hparams, hparams)
   with progress_to_stdout() if verbose else contextlib.nullcontext():
     spec = run_data.spec_for(dataset, run_dir)
     if spec is None and isinstance(config, configs.Config) and not run_dir.has_config():
