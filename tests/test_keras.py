@@ -145,10 +145,14 @@ def test_save_run_opens_everywhere(images, tmp_path, capsys):
 
 def test_save_run_refuses_what_does_not_fit(images, tmp_path):
   model = tfvae.keras_model('mnist_fc', HPARAMS, image_shape=SHAPE)
-  with pytest.raises(UserError, match=r'images of shape \(28, 28, 1\); the model takes'):
+  with pytest.raises(UserError, match=r'mnist have shape \(28, 28, 1\); the model takes'):
     model.save_run(str(tmp_path / 'a'))  # the config's mnist: 28x28
-  with pytest.raises(UserError, match='is 0/1 data, but the model was made with binary=False'):
+  with pytest.raises(UserError, match='are 0/1 data, but the model was made with binary=False'):
     model.save_run(str(tmp_path / 'b'), dataset=(images > 0).astype(np.uint8))
+  with pytest.raises(UserError, match=r'images have shape \(8, 8, 1\); the model takes'):
+    model.save_run(str(tmp_path / 'b'), dataset=tf.data.Dataset.from_tensor_slices(
+        np.zeros((5, 8, 8), np.uint8)))
+  assert not os.path.exists(tmp_path / 'a') and os.listdir(tmp_path / 'b') == []
   model.save_run(str(tmp_path / 'c'), dataset=images)
   other = tfvae.keras_model('mnist_fc', 'hidden_sizes=[8],z_size=4', image_shape=SHAPE)
   with pytest.raises(UserError, match='holds another run'):

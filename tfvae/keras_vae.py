@@ -125,11 +125,13 @@ class KerasVAE(keras.Model):
       optimizer = optimization.make_optimizer(self.hparams)
     kwargs.setdefault('jit_compile', self.hparams.jit_compile)
     super().compile(optimizer=optimizer, **kwargs)
+    # Built now, not inside the traced step, in the trainer's order of the variables (so that
+    # its checkpoints read back in the trainer).
+    self.optimizer.build(self.vae.trainable_variables)
 
   def compile_from_config(self, config):
     """Compiles as saved in a .keras file (keras.models.load_model)."""
     self.compile(**keras.saving.deserialize_keras_object(config))
-    self.optimizer.build(self.trainable_variables)
 
   def _images(self, data_batch):
     """The images of a batch (x, or the x of (x, y[, w])) as [B, H, W, C], shape-checked."""
@@ -221,7 +223,7 @@ class KerasVAE(keras.Model):
     starts its moments at zero).
     Returns run_dir."""
     run_dir = RunDir(os.fspath(run_dir))
-    spec = run_data.spec_for(dataset, run_dir) or self.config.dataset
+    spec = run_data.spec_for(dataset, run_dir, self._check_array) or self.config.dataset
     if not spec:
       raise api.ArgumentError(f'config {self.config.name} has no dataset of its own: pass '
                               'dataset= (the images the tools evaluate and sample from)')
@@ -232,7 +234,10 @@ class KerasVAE(keras.Model):
       if saved != run:
         raise RunDirError(f'{run_dir.path} holds another run ({saved.config.name} on '
                           f'{saved.config.dataset}); save into a new run_dir')
-    self._check_dataset(spec)
+    parsed = sources.parse_spec(spec)
+    if parsed.kind == 'builtin':
+      info = data.dataset_info(parsed.target)
+      self._check_images(spec, info.image_shape, info.binary)
     optimizer = optimization.make_optimizer(self.hparams)
     if _same_kind(getattr(self, 'optimizer', None), optimizer):
       optimizer = self.optimizer
@@ -245,31 +250,22 @@ class KerasVAE(keras.Model):
     manager.save(checkpoint_number=int(self.step.numpy()))
     return run_dir.path
 
-  def _check_dataset(self, spec):
-    """ArgumentError when a built-in or saved-array dataset's images do not fit the model
-    (their shape, or 0/1 data against `binary`)."""
-    parsed = sources.parse_spec(spec)
-    if parsed.kind == 'builtin':
-      info = data.dataset_info(parsed.target)
-      shape = sources.fitted_shape(info.image_shape, self.hparams.image_size,
-                                   self.hparams.channels)
-      binary = info.binary
-    elif parsed.kind == 'npy' and os.path.isfile(parsed.target):
-      images = np.load(parsed.target, mmap_mode='r')
-      shape = sources.fitted_shape(images.shape[1:] if images.ndim == 4 else
-                                   images.shape[1:] + (1,), self.hparams.image_size,
-                                   self.hparams.channels)
-      binary = bool(images.max() <= 1)
-    else:
-      return
-    if shape != self.image_shape:
-      raise api.ArgumentError(f'dataset {spec} has images of shape {shape}; the model takes '
-                              f'{self.image_shape}')
-    if binary != self.binary:
-      raise api.ArgumentError(f'dataset {spec} is {"" if binary else "not "}0/1 data, but the '
-                              f'model was made with binary={self.binary}: make it with '
-                              f'keras_model(..., binary={binary})')
+  def _check_array(self, images):
+    """_check_images of an image array [N, H, W(, C)] given as dataset=."""
+    shape = images.shape[1:] if images.ndim == 4 else images.shape[1:] + (1,)
+    self._check_images('the images', shape, bool(images.max() <= 1))
 
+  def _check_images(self, what, native_shape, binary):
+    """ArgumentError unless images of native_shape (H, W, C), fitted by the hparams, are what
+    the model takes, and are 0/1 data exactly when the model was made for them."""
+    shape = sources.fitted_shape(tuple(native_shape), self.hparams.image_size,
+                                 self.hparams.channels)
+    if shape != self.image_shape:
+      raise api.ArgumentError(f'{what} have shape {shape}; the model takes {self.image_shape}')
+    if binary != self.binary:
+      raise api.ArgumentError(f'{what} are {"" if binary else "not "}0/1 data, but the model '
+                              f'was made with binary={self.binary}: make it with '
+                              f'keras_model(..., binary={binary})')
 
 def _same_kind(optimizer, wanted):
   """Whether a checkpoint of `optimizer` restores into `wanted` (every variable of wanted's

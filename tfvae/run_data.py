@@ -36,25 +36,25 @@ FORMS = ('a dataset spec string (' + ', '.join(sources.SPEC_FORMS) + '), uint8 i
 _CHUNK_BYTES = 1 << 26  # bytes of images copied at once
 
 
-def spec_for(dataset, run_dir):
+def spec_for(dataset, run_dir, check=None):
   """The dataset spec a run records for `dataset` (see the module doc; None: None, the
   config's). Arrays and tf.data datasets are written into run_dir (a RunDir) unless the run
-  there already holds them; DataError (one line) for anything else, RunDirError if the run
-  holds other images."""
+  there already holds them, after check(images) (if given) has seen each image array;
+  DataError (one line) for anything else, RunDirError if the run holds other images."""
   if dataset is None or isinstance(dataset, str):
     if dataset is not None:
       sources.parse_spec(dataset)  # a malformed spec fails here, with the forms listed
     return dataset
   if isinstance(dataset, tf.data.Dataset):
-    return _save_tf_data(dataset, run_dir)
+    return _save_tf_data(dataset, run_dir, check)
   if isinstance(dataset, dict):
-    return _save_arrays(_checked_splits(dataset), run_dir)
+    return _save_arrays(_checked_splits(dataset), run_dir, check)
   if isinstance(dataset, tuple) and len(dataset) == 2:
     images = _checked_images('images', dataset[0])
     labels = _checked_labels('labels', dataset[1], len(images))
-    return _save_arrays({'images': images, 'images_labels': labels}, run_dir)
+    return _save_arrays({'images': images, 'images_labels': labels}, run_dir, check)
   if isinstance(dataset, np.ndarray) or hasattr(dataset, '__array__'):
-    return _save_arrays({'images': _checked_images('images', dataset)}, run_dir)
+    return _save_arrays({'images': _checked_images('images', dataset)}, run_dir, check)
   raise data.DataError(f'dataset= got a {type(dataset).__name__}; give {FORMS}')
 
 
@@ -153,11 +153,15 @@ def _check_resumable(run_dir, spec, path, matches):
   return True
 
 
-def _save_arrays(arrays, run_dir):
-  """Writes `arrays` ({'images': x} or .npz keys) into run_dir (atomically); returns the spec."""
+def _save_arrays(arrays, run_dir, check=None):
+  """Writes `arrays` ({'images': x} or .npz keys) into run_dir (atomically), after
+  check(images) of each image array; returns the spec."""
   path, spec = _target(arrays, run_dir)
   if _check_resumable(run_dir, spec, path, lambda: _saved_matches(path, arrays)):
     return spec
+  for key, array in arrays.items():
+    if check and not key.endswith('_labels'):
+      check(array)
   os.makedirs(run_dir.path, exist_ok=True)
   fd, tmp = tempfile.mkstemp(prefix='.dataset-', suffix=os.path.splitext(path)[1],
                              dir=run_dir.path)
@@ -191,7 +195,7 @@ def _element_parts(element_spec):
                        '"image" (and "label") key')
 
 
-def _save_tf_data(dataset, run_dir):
+def _save_tf_data(dataset, run_dir, check=None):
   """Reads a finite tf.data dataset once, in chunks, into run_dir like arrays (a batch at a
   time: a dataset larger than memory is written through a memory-mapped file)."""
   if dataset.cardinality() == tf.data.INFINITE_CARDINALITY:
@@ -234,7 +238,7 @@ def _save_tf_data(dataset, run_dir):
     arrays = {'images': images}
     if labels:
       arrays['images_labels'] = _checked_labels('labels', np.concatenate(labels), count)
-    return _save_arrays(arrays, run_dir)
+    return _save_arrays(arrays, run_dir, check)
   finally:
     path = images.filename
     del images, arrays
