@@ -127,7 +127,8 @@ class KerasVAE(keras.Model):
     super().compile(optimizer=optimizer, **kwargs)
     # Built now, not inside the traced step, in the trainer's order of the variables (so that
     # its checkpoints read back in the trainer).
-    self.optimizer.build(self.vae.trainable_variables)
+    if not self.optimizer.built:
+      self.optimizer.build(self.vae.trainable_variables)
 
   def compile_from_config(self, config):
     """Compiles as saved in a .keras file (keras.models.load_model)."""
@@ -147,10 +148,7 @@ class KerasVAE(keras.Model):
   def _model_input(self, x, stream, rows, step):
     """What the VAE sees of images x: intensities in [0, 1] (uint8 / 255, binary or float
     as they are), Bernoulli-binarised with `stream` when hparams.binarize (data.model_input)."""
-    if x.dtype.is_floating:
-      x = tf.cast(x, tf.float32)
-    else:
-      x = data.to_float(x, self._info)
+    x = tf.cast(x, tf.float32) if x.dtype.is_floating else data.to_float(x, self._info)
     if not self.hparams.binarize or self.binary:
       return x
     # noise.bernoulli's draws, with the image size known however the batch size is.
@@ -204,12 +202,11 @@ class KerasVAE(keras.Model):
     return self._update_metrics(losses)
 
   def call(self, x, training=False):
-    """Reconstructions [B, H, W, C] of images x: the decoder's mean images at the posterior
-    means of every latent group."""
+    """Reconstructions [B, H, W, C] of images x (intensities, not binarised, as TrainedModel
+    takes them): the decoder's mean images at the posterior means of every latent group."""
     del training
     x = self._images(x)
-    rows = tf.range(tf.shape(x)[0])
-    x = self._model_input(x, 'eval_binarize', rows, 0)
+    x = tf.cast(x, tf.float32) if x.dtype.is_floating else data.to_float(x, self._info)
     z = self.vae.posterior_sample(x, tf.zeros([tf.shape(x)[0], self.vae.z_size]))
     return self.vae.decode_images(z)
 
