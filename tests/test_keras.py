@@ -155,7 +155,7 @@ def test_save_run_opens_everywhere(images, tmp_path, capsys):
   assert trained.dataset == f'npy:{tmp_path / "run" / "dataset.npy"}'
   z = np.random.RandomState(0).randn(4, 4).astype(np.float32)
   np.testing.assert_allclose(trained.decode(z), model.vae.decode_images(z), atol=1e-6)
-  mean, _, _ = trained.encode(images[:4])  # model(x): reconstructions at the posterior means
+  mean, _, _ = trained.encode(images[:4, ..., None])  # model(x): reconstructions at the posterior means
   np.testing.assert_allclose(model.predict(images[:4], verbose=0), trained.decode(mean),
                              atol=1e-5)
   results = evaluation.evaluate_run(run_dir, num_importance_samples=3,
