@@ -22,6 +22,7 @@ OPTIMIZERS = {'adam': keras.optimizers.Adam, 'adagrad': keras.optimizers.Adagrad
 MIXED_PRECISION = {'none': 'float32', 'bfloat16': 'mixed_bfloat16', 'float16': 'mixed_float16'}
 
 
+@keras.saving.register_keras_serializable(package='tfvae')  # a .keras file's optimiser
 class ExponentialDecayToFloor(keras.optimizers.schedules.LearningRateSchedule):
   """lr(step) = (initial - floor) * decay_rate**step + floor."""
 

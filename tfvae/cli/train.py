@@ -14,7 +14,6 @@ what the run models, reads or minimises. (bin/train.py is the same tool.)
 import sys
 
 from absl import flags
-from absl import logging
 
 from tfvae import cli
 
@@ -75,13 +74,9 @@ flags.DEFINE_string('export_dir', None, 'Write a SavedModel here when training e
 
 def main():
   # pylint: disable=import-outside-toplevel
-  import keras
+  from tfvae import api
   from tfvae import evaluation
-  from tfvae import hooks as hooks_lib
-  from tfvae import sources
   from tfvae import strategies
-  from tfvae import training
-  from tfvae.run_dir import Run
   from tfvae.run_dir import RunDir
   from tfvae.run_dir import check_writable
   from tfvae.run_dir import resolve_run
@@ -105,26 +100,14 @@ def main():
   # anything else initialises TensorFlow's runtime.
   strategies.split_cpu(FLAGS.num_cpu_devices)
   strategy = strategies.make_strategy(FLAGS.strategy, tpu=FLAGS.tpu)
-  logging.info('Running under %s.', strategies.describe(strategy))
-  keras.utils.set_random_seed(FLAGS.seed)  # the initial weights
-  source = sources.make_source(config.dataset, data_dir=data_dir, cache_dir=cache_dir,
-                               image_size=hparams.image_size, channels=hparams.channels)
-  trainer = training.Trainer(config, hparams, run_dir, source, strategy=strategy,
-                             seed=FLAGS.seed, checkpoints_to_keep=FLAGS.checkpoints_to_keep,
-                             steps_per_loop=FLAGS.steps_per_loop,
-                             data_memory_mb=FLAGS.data_memory_mb)
-  hooks = hooks_lib.standard(
-      trainer, FLAGS.num_steps, log_every_n_steps=FLAGS.log_every_n_steps,
-      checkpoint_every_secs=FLAGS.checkpoint_every_secs,
-      image_every_n_steps=FLAGS.image_every_n_steps,
-      max_train_seconds=FLAGS.max_train_minutes * 60)
-  record = Run(config, hparams, source.info.image_shape, source.info.binary, data_dir=data_dir,
-               cache_dir=cache_dir)
-  reason = trainer.train(FLAGS.num_steps, hooks, record=record)
-  if FLAGS.export_dir and trainer.is_chief and reason != 'signal':
-    from tfvae import export  # pylint: disable=import-outside-toplevel
-    logging.info('Exported a SavedModel to %s.',
-                 export.export_saved_model(run_dir, FLAGS.export_dir))
+  api.run_training(run_dir, config, hparams, strategy, FLAGS.num_steps,
+                   data_dir=data_dir, cache_dir=cache_dir, seed=FLAGS.seed,
+                   checkpoints_to_keep=FLAGS.checkpoints_to_keep,
+                   steps_per_loop=FLAGS.steps_per_loop, data_memory_mb=FLAGS.data_memory_mb,
+                   log_every_n_steps=FLAGS.log_every_n_steps,
+                   checkpoint_every_secs=FLAGS.checkpoint_every_secs,
+                   image_every_n_steps=FLAGS.image_every_n_steps,
+                   max_train_minutes=FLAGS.max_train_minutes, export_dir=FLAGS.export_dir)
 
 
 def run():
