@@ -1,4 +1,4 @@
-"""The command-line tools as a user meets them: console scripts, --help, a quiet start-up, and
+"""The command-line tools as a user meets them: --help, console scripts, a quiet start-up, and
 what a run leaves for TensorBoard's HParams dashboard."""
 
 import os
@@ -9,9 +9,10 @@ import pytest
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
+from conftest import ROOT
+from conftest import run_tool
 from tfvae import configs
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOLS = {'train': '--num_steps', 'evaluate': '--num_importance_samples', 'sample': '--kind',
          'export': '--export_dir'}
 
@@ -21,24 +22,51 @@ def _run(command, timeout=120):
   return result.returncode, result.stdout, result.stderr
 
 
+def _assert_help(out, tool):
+  for name in configs.CONFIG_MAP:
+    assert name in out, name
+  assert TOOLS[tool] in out and 'Traceback' not in out
+  # The tool's own flags, not absl's: those are behind --helpfull.
+  assert '--verbosity' not in out
+
+
+@pytest.mark.parametrize('tool', TOOLS)
+def test_help_lists_its_flags_and_the_configs(tool):
+  rc, out = run_tool(tool, '--help')
+  assert rc == 1, out  # absl's --help exits 1 after printing the usage
+  _assert_help(out, tool)
+
+
+@pytest.mark.e2e
 @pytest.mark.parametrize('tool', TOOLS)
 def test_console_script_help_lists_its_flags_and_the_configs(tool):
   script = os.path.join(os.path.dirname(sys.executable), f'tfvae-{tool}')
   assert os.path.exists(script), f'{script} is not installed (pip install -e .)'
   rc, out, err = _run([script, '--help'])
-  assert rc == 1, err  # absl's --help exits 1 after printing the usage
-  for name in configs.CONFIG_MAP:
-    assert name in out, name
-  assert TOOLS[tool] in out and 'Traceback' not in out + err
-  # The tool's own flags, not absl's: those are behind --helpfull.
-  assert '--verbosity' not in out
+  assert rc == 1, err
+  _assert_help(out + err, tool)
 
 
+@pytest.mark.e2e
 def test_bin_script_is_the_same_tool():
   rc, out, _ = _run([sys.executable, os.path.join(ROOT, 'bin', 'train.py'), '--help'])
   assert rc == 1 and '--num_steps' in out and 'binarized_mnist_gated' in out
 
 
+def test_start_up_noise_is_filtered_from_file_descriptor_2(capfd):
+  """What the C++ runtime writes to fd 2 inside cli._quiet_stderr: known start-up noise is
+  dropped, anything else is written back."""
+  from tfvae import cli  # pylint: disable=import-outside-toplevel
+  with cli._quiet_stderr():  # pylint: disable=protected-access
+    os.write(2, b'E0000 cuda_platform.cc:51] failed call to cuInit: UNKNOWN ERROR\n'
+                b'I0000 cpu_feature_guard.cc:210] To enable the following instructions\n'
+                b'a real warning\n')
+  err = capfd.readouterr().err
+  assert 'a real warning' in err
+  assert 'cuInit' not in err and 'cpu_feature_guard' not in err
+
+
+@pytest.mark.e2e
 def test_start_up_is_free_of_tensorflow_chatter(tmp_path, data_dir):
   rc, out, err = _run([sys.executable, os.path.join(ROOT, 'bin', 'train.py'),
                        '--config=binarized_mnist_fc', f'--run_dir={tmp_path / "run"}',
@@ -50,8 +78,8 @@ def test_start_up_is_free_of_tensorflow_chatter(tmp_path, data_dir):
   assert 'step 2/2' in err
 
 
-def test_a_run_is_a_session_of_the_hparams_dashboard(mnist_z2_run):
-  run_dir, _ = mnist_z2_run
+def test_a_run_is_a_session_of_the_hparams_dashboard(tiny_run):
+  run_dir, _ = tiny_run
   acc = event_accumulator.EventAccumulator(run_dir)
   acc.Reload()
   content = acc.PluginTagToContent('hparams')

@@ -1,7 +1,12 @@
 """One training step on 1 device and on 2 logical CPU replicas, from the same weights.
 
-Prints a JSON line: the largest weight difference and the two losses.
-Usage: python one_step_equivalence.py DATA_DIR WORK_DIR
+`compare(data_dir, work_dir)` needs the CPU split into two logical devices before TensorFlow
+started (tests/conftest.py does so for the test session). As a script,
+
+    python tests/scripts/one_step_equivalence.py DATA_DIR WORK_DIR
+
+it splits the CPU itself and prints the comparison as a JSON line: the largest weight
+difference, the largest weight change and the two losses.
 """
 
 import json
@@ -10,7 +15,8 @@ import sys
 
 from tfvae import strategies
 
-strategies.split_cpu(2)
+if __name__ == '__main__':
+  strategies.split_cpu(2)
 
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -28,7 +34,10 @@ def _loss(folder):
   return float(tf.make_ndarray(acc.Tensors('loss')[0].tensor_proto))
 
 
-def main(data_dir, work_dir):
+def compare(data_dir, work_dir):
+  """{'replicas', 'max_weight_diff', 'max_weight_change', 'loss_1', 'loss_2'} of one step of
+  binarized_mnist_fc (or $TFVAE_CONFIG) on data_dir's binarized MNIST, on one device and
+  mirrored over the logical CPUs, both from the same initial weights."""
   config = configs.get_config(os.environ.get('TFVAE_CONFIG', 'binarized_mnist_fc'))
   hparams = config.hparams.parse('hidden_sizes=[32],z_size=4,batch_size=20')
   source = sources.make_source(config.dataset, data_dir=data_dir)
@@ -42,14 +51,14 @@ def main(data_dir, work_dir):
   for trainer in trainers.values():
     trainer.train(1, hooks.standard(trainer, 1, log_every_n_steps=1))
   one, two = (trainers[n].model.get_weights() for n in ('default', 'mirrored'))
-  print(json.dumps({
+  return {
       'replicas': trainers['mirrored'].strategy.num_replicas_in_sync,
       'max_weight_diff': max(float(np.max(np.abs(a - b))) for a, b in zip(one, two)),
       'max_weight_change': max(float(np.max(np.abs(a - b))) for a, b in zip(one, initial)),
       'loss_1': _loss(os.path.join(work_dir, 'default', 'train')),
       'loss_2': _loss(os.path.join(work_dir, 'mirrored', 'train')),
-  }))
+  }
 
 
 if __name__ == '__main__':
-  main(*sys.argv[1:])
+  print(json.dumps(compare(*sys.argv[1:])))
