@@ -117,6 +117,15 @@ def copy_run(run_dir, tmp_path):
   return copy
 
 
+@pytest.fixture(autouse=True)
+def _fresh_collective_keys():
+  """Mirrored strategies made by different tests of this process use different collective
+  keys: TensorFlow caches a collective's parameters by its keys, which every new strategy
+  starts at the same base (TensorFlow's own tests move the base the same way)."""
+  from tensorflow.python.distribute import mirrored_strategy  # pylint: disable=import-outside-toplevel
+  mirrored_strategy.MirroredStrategy._collective_key_base += 100000  # pylint: disable=protected-access
+
+
 @pytest.fixture(scope='session')
 def data_dir(tmp_path_factory):
   """A tiny statically binarised MNIST (200 train, 60 valid, 60 test) as binarized_mnist.npz."""
@@ -140,7 +149,7 @@ def mnist_dir(tmp_path_factory):
   return str(path)
 
 
-TINY_STEPS = 20  # the shared run's steps: a checkpoint after each call of 5, the last 4 kept
+TINY_STEPS = 20  # the shared run's steps: a checkpoint after each loop call, the last 4 kept
 TINY_HPARAMS = 'hidden_sizes=[16],z_size=2,batch_size=20'
 
 
@@ -148,8 +157,10 @@ TINY_HPARAMS = 'hidden_sizes=[16],z_size=2,batch_size=20'
 def tiny_training(tmp_path_factory, mnist_dir):
   """(run_dir, data_dir, output): the session's one shared training, bin/train.py's entry
   point run in this process: mnist_fc_z2 (16 hidden units, z_size 2) on the tiny labelled
-  MNIST, TINY_STEPS steps in calls of 5 with a checkpoint after each (ckpt-5 .. ckpt-20
-  kept), and what the tool printed. Tests that change a run work on a copy (copy_run)."""
+  MNIST, TINY_STEPS steps in loop calls of at most 5 with a checkpoint after each (the 4
+  newest kept, the last ckpt-20), logged every 5 steps, and what the tool printed. Tests
+  read it; those that change a run, or evaluate it (which writes summaries into it), work on
+  a copy (copy_run)."""
   run_dir = str(tmp_path_factory.mktemp('tiny') / 'run')
   rc, out = run_tool('train', '--config=mnist_fc_z2', f'--hparams={TINY_HPARAMS}',
                      f'--run_dir={run_dir}', f'--data_dir={mnist_dir}',

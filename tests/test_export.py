@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from conftest import ROOT
 from conftest import TINY_STEPS
+from conftest import copy_run
 from conftest import last_json
 from conftest import run_script
 from conftest import run_tool
@@ -182,9 +183,10 @@ def test_export_errors(tiny_run, tmp_path):
   assert not os.path.exists(tmp_path / 'c')
 
 
-def test_evaluate_a_saved_model_like_its_run(tiny_run, exported):
+def test_evaluate_a_saved_model_like_its_run(tiny_run, exported, tmp_path):
   _, data_dir = tiny_run
   run_dir, export_dir = exported
+  run_dir = copy_run(run_dir, tmp_path)  # evaluating a run writes summaries into it
   errors = (([], 'give exactly one of --run_dir=DIR'),
             ([f'--run_dir={run_dir}', f'--saved_model={export_dir}'],
              'give exactly one of --run_dir=DIR'),
@@ -225,11 +227,12 @@ def test_an_autoregressive_decoder_exports_and_matches(made_run, tmp_path):
     _close(loaded['elbo'](x=x, seed=seed)[name], module.elbo(x, seed)[name])
 
 
-@pytest.mark.e2e
-def test_the_decoder_converts_to_tflite_and_matches(tiny_run, tmp_path):
+@pytest.mark.parametrize('in_process', [True, pytest.param(False, marks=pytest.mark.e2e)],
+                         ids=['in_process', 'bin_export'])
+def test_the_decoder_converts_to_tflite_and_matches(tiny_run, tmp_path, in_process):
   run_dir, _ = tiny_run
-  rc, out = run_script('export.py', f'--run_dir={run_dir}', f'--export_dir={tmp_path / "sm"}',
-                       '--tflite')
+  args = (f'--run_dir={run_dir}', f'--export_dir={tmp_path / "sm"}', '--tflite')
+  rc, out = run_tool('export', *args) if in_process else run_script('export.py', *args)
   assert rc == 0 and 'and decode.tflite' in out, out
   interpreter = tf.lite.Interpreter(model_path=str(tmp_path / 'sm' / export.TFLITE_FILE))
   interpreter.allocate_tensors()
