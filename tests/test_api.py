@@ -209,7 +209,7 @@ def test_config_objects():
   assert api.config_name(mnist) == 'mnist_fc'
   assert api.config_name(dataclasses.replace(mnist, dataset='npy:/x.npy')) == 'mnist_fc'
   with pytest.raises(UserError, match='is a modified Config'):
-    api.config_name(dataclasses.replace(mnist, hparams=mnist.hparams.override(z_size=3)))
+    api.config_name(dataclasses.replace(mnist, overrides=dict(mnist.overrides, z_size=3)))
 
 
 @pytest.mark.e2e

@@ -1,4 +1,4 @@
-"""The command-line tools as a user meets them: console scripts, --help, a quiet start-up, and
+"""The command-line tools as a user meets them: --help, console scripts, a quiet start-up, and
 what a run leaves for TensorBoard's HParams dashboard."""
 
 import os
@@ -9,9 +9,10 @@ import pytest
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
+from conftest import ROOT
+from conftest import run_tool
 from tfvae import configs
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOLS = {'train': '--num_steps', 'evaluate': '--num_importance_samples', 'sample': '--kind',
          'export': '--export_dir'}
 
@@ -21,6 +22,7 @@ def _run(command, timeout=120):
   return result.returncode, result.stdout, result.stderr
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize('tool', TOOLS)
 def test_console_script_help_lists_its_flags_and_the_configs(tool):
   script = os.path.join(os.path.dirname(sys.executable), f'tfvae-{tool}')
@@ -34,11 +36,13 @@ def test_console_script_help_lists_its_flags_and_the_configs(tool):
   assert '--verbosity' not in out
 
 
+@pytest.mark.e2e
 def test_bin_script_is_the_same_tool():
   rc, out, _ = _run([sys.executable, os.path.join(ROOT, 'bin', 'train.py'), '--help'])
   assert rc == 0 and '--num_steps' in out and 'binarized_mnist_gated' in out
 
 
+@pytest.mark.e2e
 def test_start_up_is_free_of_tensorflow_chatter(tmp_path, data_dir):
   rc, out, err = _run([sys.executable, os.path.join(ROOT, 'bin', 'train.py'),
                        '--config=binarized_mnist_fc', f'--run_dir={tmp_path / "run"}',
@@ -51,8 +55,8 @@ def test_start_up_is_free_of_tensorflow_chatter(tmp_path, data_dir):
   assert '\nstep 2/2  loss ' in err  # a plain progress line, without absl's prefix
 
 
-def test_a_run_is_a_session_of_the_hparams_dashboard(mnist_z2_run):
-  run_dir, _ = mnist_z2_run
+def test_a_run_is_a_session_of_the_hparams_dashboard(tiny_run):
+  run_dir, _ = tiny_run
   acc = event_accumulator.EventAccumulator(run_dir)
   acc.Reload()
   content = acc.PluginTagToContent('hparams')

@@ -1,4 +1,7 @@
-"""tf.distribute: 1-vs-2-replica equivalence, a real two-worker run, strategy errors."""
+"""tf.distribute: 1-vs-2-replica equivalence, a real two-worker run, strategy errors.
+
+The test session runs with the CPU split into two logical devices (tests/conftest.py), so
+mirrored runs in this process have two replicas."""
 
 import json
 import os
@@ -8,26 +11,35 @@ import sys
 
 import pytest
 
+from conftest import ROOT
+from conftest import run_tool
+from tests.scripts import one_step_equivalence
 from tfvae import strategies
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN = os.path.join(ROOT, 'bin', 'train.py')
 SMALL = 'hidden_sizes=[16],z_size=2,batch_size=20'
 
 
-def test_one_step_on_two_replicas_equals_one_device(tmp_path, data_dir):
-  script = os.path.join(ROOT, 'tests', 'scripts', 'one_step_equivalence.py')
-  result = subprocess.run([sys.executable, script, data_dir, str(tmp_path)],
-                          capture_output=True, text=True, timeout=300)
-  assert result.returncode == 0, result.stderr[-3000:]
-  report = json.loads(result.stdout.strip().splitlines()[-1])
+def _check_equivalence(report):
   assert report['replicas'] == 2
   assert report['loss_1'] == pytest.approx(report['loss_2'], rel=1e-5)
   # The step moved the weights by ~1e-3 (Adam's first step is about lr * sign(g)); summing the
   # gradient in two halves changes its rounding, which Adam amplifies only where g ~ 0.
   assert report['max_weight_change'] > 1e-4
   assert report['max_weight_diff'] < 1e-5
-  print('equivalence:', report)
+
+
+def test_one_step_on_two_replicas_equals_one_device(tmp_path, data_dir):
+  _check_equivalence(one_step_equivalence.compare(data_dir, str(tmp_path)))
+
+
+@pytest.mark.e2e
+def test_one_step_on_two_replicas_equals_one_device_in_a_fresh_process(tmp_path, data_dir):
+  script = os.path.join(ROOT, 'tests', 'scripts', 'one_step_equivalence.py')
+  result = subprocess.run([sys.executable, script, data_dir, str(tmp_path)],
+                          capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  _check_equivalence(json.loads(result.stdout.strip().splitlines()[-1]))
 
 
 def _free_port():
@@ -36,6 +48,7 @@ def _free_port():
     return s.getsockname()[1]
 
 
+@pytest.mark.e2e
 def test_two_workers_on_localhost(tmp_path, data_dir):
   run_dir = tmp_path / 'run'
   ports = [_free_port(), _free_port()]
@@ -73,19 +86,19 @@ def test_two_workers_on_localhost(tmp_path, data_dir):
 
 
 def _train(*args):
-  result = subprocess.run([sys.executable, TRAIN, *args], capture_output=True, text=True,
-                          timeout=240)
-  return result.returncode, result.stdout + result.stderr
+  return run_tool('train', *args)
 
 
 @pytest.mark.parametrize('args, message', [
     (['--strategy=bogus'], "flag --strategy=bogus: value should be one of"),
     (['--strategy=tpu', '--tpu=grpc://127.0.0.1:1'], 'error: no reachable TPU'),
-    (['--strategy=mirrored', '--num_cpu_devices=3'],
-     'error: batch_size 20 does not divide over 3 replicas'),
+    (['--strategy=mirrored', '--num_cpu_devices=2',
+      '--hparams=hidden_sizes=[16],z_size=2,batch_size=21'],
+     'error: batch_size 21 does not divide over 2 replicas'),
     (['--strategy=multi_worker_mirrored'], 'error: --strategy=multi_worker_mirrored needs'),
 ])
-def test_strategy_errors_are_one_line(tmp_path, data_dir, args, message):
+def test_strategy_errors_are_one_line(tmp_path, data_dir, args, message, monkeypatch):
+  monkeypatch.delenv('TF_CONFIG', raising=False)
   env_args = [f'--run_dir={tmp_path / "run"}', '--config=binarized_mnist_fc',
               f'--hparams={SMALL}', f'--data_dir={data_dir}', '--num_steps=2']
   rc, out = _train(*env_args, *args)

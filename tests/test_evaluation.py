@@ -1,11 +1,10 @@
 """Evaluation: the importance-weighted estimator against a closed form, chunking, noise,
 active units, the IWAE and SGVB objectives, and bin/evaluate.py end to end."""
 
-import json
+import gc
 import math
 import os
-import subprocess
-import sys
+import weakref
 
 import keras
 import numpy as np
@@ -20,13 +19,16 @@ from tfvae import decoders
 from tfvae import encoders
 from tfvae import evaluation
 from tfvae import noise
+from tfvae import sources
+from tfvae import training
 from tfvae.model import VAE
 from tfvae.model import default_hparams
-from conftest import last_json, run_script, run_scripts
+from conftest import copy_run
+from conftest import last_json
+from conftest import run_tool
 
 tfd = tfp.distributions
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 D, Z = 6, 2  # the linear-Gaussian model's data and latent sizes
 
 
@@ -211,12 +213,28 @@ def test_iwae_bound_is_logmeanexp_of_log_weights_and_above_elbo():
   assert np.mean(losses.elbo) < np.mean(iwae) < np.mean(log_px) + 0.05
 
 
-# bin/evaluate.py end to end.
+def test_the_evaluator_lets_every_model_go(data_dir, tmp_path):
+  """Five models made and evaluated in one process, as bench/paper_lower_bound.py does, hold
+  no more memory than one: once dropped, each model and its weights are freed (the
+  evaluator's cache of compiled functions refers to a model only weakly)."""
+  config = configs.get_config('binarized_mnist_fc')
+  hparams = config.hparams.parse('hidden_sizes=[16],z_size=2,batch_size=20')
+  source = sources.make_source(config.dataset, data_dir=data_dir)
+  refs, cached = [], len(evaluation._COMPILED)  # pylint: disable=protected-access
+  for i in range(5):
+    trainer = training.Trainer(config, hparams, str(tmp_path / f'run{i}'), source, seed=i)
+    assert trainer.weights_finite()
+    assert math.isfinite(trainer.evaluator()()['elbo'])
+    evaluation.log_likelihood(trainer.model, _binary_images(2), 3)
+    assert len(evaluation._COMPILED[trainer.model]) == 2  # pylint: disable=protected-access
+    refs += [weakref.ref(trainer.model)] + [weakref.ref(v) for v in trainer.model.variables]
+    del trainer
+  gc.collect()
+  assert sum(ref() is not None for ref in refs) == 0
+  assert len(evaluation._COMPILED) <= cached  # pylint: disable=protected-access
 
-def _run(script, *args, timeout=240):
-  result = subprocess.run([sys.executable, os.path.join(ROOT, 'bin', script), *args],
-                          capture_output=True, text=True, timeout=timeout, cwd=ROOT)
-  return result.returncode, result.stdout, result.stderr
+
+# bin/evaluate.py (its entry point, in this process).
 
 
 def test_subsets_are_seeded_random_and_sorted():
@@ -251,43 +269,39 @@ def test_a_split_is_scaled_and_binarised_per_example(data_dir):
   assert np.mean(per_image) == pytest.approx(whole['log_likelihood'], rel=1e-5)
 
 
-def test_evaluate_cli_end_to_end(tmp_path, data_dir):
-  run_dir = str(tmp_path / 'run')
-  rc, out, err = _run('train.py', '--config=binarized_mnist_fc', f'--run_dir={run_dir}',
-                      f'--data_dir={data_dir}', '--hparams=hidden_sizes=[16],z_size=3,'
-                      'batch_size=20', '--num_steps=10', '--steps_per_loop=10')
-  assert rc == 0, out + err
+def test_evaluate_cli(tmp_path, tiny_run):
+  trained, data_dir = tiny_run
+  run_dir = copy_run(trained, tmp_path)
   args = [f'--run_dir={run_dir}', f'--data_dir={data_dir}', '--num_importance_samples=30',
           '--num_examples=25', '--seed=2']
   missing = (('best', f'no checkpoint in {run_dir}/best: it is kept only by runs trained '
                       'with early_stopping_patience > 0'),
              ('ckpt-7', "checkpoint 'ckpt-7' does not exist; use latest, best or"))
-  rc, out = run_script('evaluate.py', *args)
+  rc, out = run_tool('evaluate', *args)
   assert rc == 0, out
   results = last_json(out)
   for key in ('elbo', 'reconstruction', 'kl', 'log_likelihood', 'bits_per_dim',
               'active_units', 'num_importance_samples', 'num_examples', 'seconds'):
     assert key in results, key
   assert results['num_examples'] == 25 and results['num_importance_samples'] == 30
-  assert results['step'] == 10 and results['split'] == 'test'
+  assert results['step'] == 20 and results['split'] == 'test'
   assert results['elbo'] <= results['log_likelihood'] < 0
   assert 'log-likelihood (IW, K=30)' in out and 'active units' in out
   acc = event_accumulator.EventAccumulator(os.path.join(run_dir, 'eval'),
                                            size_guidance={'tensors': 0})
   acc.Reload()
   for tag in ('log_likelihood', 'bits_per_dim', 'active_units', 'elbo'):
-    assert [e.step for e in acc.Tensors(tag)] == [10], tag
+    assert [e.step for e in acc.Tensors(tag)] == [20], tag
   # bin/train.py --mode=eval is the same evaluation: the same numbers for the same K, subset
   # and seed. And checkpoints that are not there.
-  (rc_train, out_train), *errors = run_scripts(
-      ('train.py', '--mode=eval', f'--run_dir={run_dir}', f'--data_dir={data_dir}',
-       '--eval_num_samples=30', '--eval_num_examples=25', '--seed=2'),
-      *[('evaluate.py', *args, f'--checkpoint={which}') for which, _ in missing])
-  assert rc_train == 0, out_train
-  by_train = last_json(out_train)
+  rc, out = run_tool('train', '--mode=eval', f'--run_dir={run_dir}', f'--data_dir={data_dir}',
+                     '--eval_num_samples=30', '--eval_num_examples=25', '--seed=2')
+  assert rc == 0, out
+  by_train = last_json(out)
   for key in ('elbo', 'log_likelihood', 'kl', 'active_units', 'num_examples', 'step'):
     assert by_train[key] == results[key], key
-  for (rc, out), (_, message) in zip(errors, missing):
+  for which, message in missing:
+    rc, out = run_tool('evaluate', *args, f'--checkpoint={which}')
     assert rc == 1 and out.strip().splitlines()[-1].startswith('error: ' + message), out
 
 
@@ -295,17 +309,17 @@ def test_evaluate_cli_end_to_end(tmp_path, data_dir):
     (['--run_dir=/nonexistent/run'], 'is not a tfvae run directory'),
 ])
 def test_evaluate_cli_user_errors_are_one_line(args, message):
-  rc, out, err = _run('evaluate.py', *args)
-  assert rc == 1, out + err
-  assert message in err and 'Traceback' not in err
-  assert err.strip().splitlines()[-1].startswith('error: ')
+  rc, out = run_tool('evaluate', *args)
+  assert rc == 1, out
+  assert message in out and 'Traceback' not in out
+  assert out.strip().splitlines()[-1].startswith('error: ')
 
 
 def test_train_cli_rejects_iwae_with_free_bits(tmp_path, data_dir):
-  rc, out, err = _run('train.py', '--config=binarized_mnist_fc', f'--run_dir={tmp_path}',
-                      f'--data_dir={data_dir}', '--hparams=objective=iwae,free_bits=1',
-                      '--num_steps=1')
+  rc, out = run_tool('train', '--config=binarized_mnist_fc', f'--run_dir={tmp_path}',
+                     f'--data_dir={data_dir}', '--hparams=objective=iwae,free_bits=1',
+                     '--num_steps=1')
   assert rc == 1
-  assert err.strip().splitlines()[-1].startswith(
+  assert out.strip().splitlines()[-1].startswith(
       'error: objective=iwae trains the importance-weighted bound itself')
-  assert 'Traceback' not in err
+  assert 'Traceback' not in out

@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from conftest import run_script
+from conftest import run_tool
 from tfvae import configs
 from tfvae import layers
 from tfvae.hparams import HParamsError
@@ -136,9 +136,9 @@ def _cli_cases():
 @pytest.mark.parametrize('case', range(len(FIXED) + 2))
 def test_train_cli_turns_bad_hparams_into_one_error_line(case, tmp_path, data_dir):
   config_name, spec = _cli_cases()[case]
-  rc, out = run_script('train.py', f'--config={config_name}', f'--hparams={spec}',
-                       f'--run_dir={tmp_path / "run"}', f'--data_dir={data_dir}',
-                       '--num_steps=1')
+  rc, out = run_tool('train', f'--config={config_name}', f'--hparams={spec}',
+                     f'--run_dir={tmp_path / "run"}', f'--data_dir={data_dir}',
+                     '--num_steps=1')
   assert rc == 1, (spec, out)
   assert out.strip().splitlines()[-1].startswith('error: '), (spec, out)
   assert 'Traceback' not in out, (spec, out)

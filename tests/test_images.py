@@ -10,7 +10,7 @@ import pytest
 import scipy.stats
 import tensorflow as tf
 
-from conftest import run_script
+from conftest import run_tool
 from tfvae import data
 from tfvae import decoders
 from tfvae import encoders
@@ -221,12 +221,12 @@ def test_check_picture_wants_a_2d_latent_space():
   images.check_picture(trained, 'prior')
 
 
-def test_sample_script_writes_every_kind(mnist_z2_run, tmp_path):
-  run_dir, data_dir = mnist_z2_run
+def test_sample_script_writes_every_kind(tiny_run, tmp_path):
+  run_dir, data_dir = tiny_run
   out_dir = tmp_path / 'pics'
-  rc, out = run_script('sample.py', f'--run_dir={run_dir}', f'--output_dir={out_dir}',
-                       f'--data_dir={data_dir}', '--num=10', '--num_steps=3',
-                       *[f'--kind={kind}' for kind in images.KINDS])
+  rc, out = run_tool('sample', f'--run_dir={run_dir}', f'--output_dir={out_dir}',
+                     f'--data_dir={data_dir}', '--num=10', '--num_steps=3',
+                     *[f'--kind={kind}' for kind in images.KINDS])
   assert rc == 0, out
   for kind in images.KINDS:
     assert f'wrote {out_dir / kind}.png' in out, out
@@ -241,14 +241,14 @@ def test_sample_script_writes_every_kind(mnist_z2_run, tmp_path):
 def test_sample_script_frey_face_and_errors(frey_run, tmp_path):
   run_dir, data_dir = frey_run
   out_dir = tmp_path / 'pics'
-  rc, out = run_script('sample.py', f'--run_dir={run_dir}', f'--output_dir={out_dir}',
-                       f'--data_dir={data_dir}', '--num=6', '--kind=prior',
-                       '--kind=reconstruction')
+  rc, out = run_tool('sample', f'--run_dir={run_dir}', f'--output_dir={out_dir}',
+                     f'--data_dir={data_dir}', '--num=6', '--kind=prior',
+                     '--kind=reconstruction')
   assert rc == 0, out
   for kind in ('prior', 'reconstruction'):
     assert _png(out_dir / f'{kind}.png').shape[0] > 2 * 28 * plots.tile_scale((28, 20), 1, 1)
-  rc, out = run_script('sample.py', f'--run_dir={run_dir}', f'--output_dir={out_dir}',
-                       '--kind=manifold')
+  rc, out = run_tool('sample', f'--run_dir={run_dir}', f'--output_dir={out_dir}',
+                     '--kind=manifold')
   assert rc == 1, out
   assert out.strip().splitlines()[-1] == (
       'error: --kind=manifold needs a 2-D latent space, but config frey_face_fc has '

@@ -1,14 +1,15 @@
-"""Your own images end to end through the tools: a TFDS dataset, a folder of PNG and JPEG files
-and npz/npy arrays trained by bin/train.py (conv_vae), then bin/evaluate.py, bin/sample.py,
-bin/export.py and a TrainedModel round trip; the streaming input path (the same losses as in
-memory, an exact resume after SIGTERM, the same losses on 2 replicas); and bad input, which
-ends in one `error:` line.
+"""Your own images through the tools: a TFDS dataset, a folder of PNG and JPEG files and
+npz/npy arrays trained by bin/train.py (conv_vae), then bin/evaluate.py, bin/sample.py,
+bin/export.py and a TrainedModel round trip; the streaming input path (the same weights as in
+memory, an exact resume after a stop signal, the same losses on 2 replicas); and bad input,
+which ends in one `error:` line.
 
-The runs are made once for the module, a few processes at a time (each stage's commands are
-independent). Training always runs as bin/train.py, and so do the tools on the TFDS run and
-one bad-input case; evaluate and sample on the other sources, and the other bad-input cases,
-run the tool's own entry point (what bin/<tool>.py runs) case after case in one process per
-tool, as a TensorFlow start-up per case would cost more than the case.
+The fast tier runs the tools' entry points in this process (conftest.run_tool): bad input, one
+source through every tool, and the streaming path on a short run. The e2e tier makes the runs
+of every source once for the module as bin/<tool>.py subprocesses, a few at a time (each
+stage's commands are independent); evaluate and sample on sources other than TFDS run the
+tool's own entry point case after case in one process per tool, as a TensorFlow start-up per
+case would cost more than the case.
 """
 
 import concurrent.futures
@@ -25,6 +26,9 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 from tensorboard.backend.event_processing import event_accumulator
+
+from conftest import run_tool
+from tfvae import hooks as hooks_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PARALLEL = 3  # subprocesses at once
@@ -212,7 +216,7 @@ BAD_INPUT = {
                         ['binarize', '3 channels', 'npy:{npy}']),
     'malformed spec': (['--dataset=bogus:x'], ["'bogus:x'", 'folder:PATH']),
 }
-SUBPROCESS_CASE = 'malformed spec'  # run as bin/train.py; the others share one process
+SUBPROCESS_CASE = 'malformed spec'  # e2e: run as bin/train.py (the fast tier runs them all)
 
 # Runs a tool's entry point (tfvae.cli.<tool>.run, what bin/<tool>.py runs) once per case in
 # one process (a TensorFlow start-up per case costs more than the case): prints {case: [exit
@@ -268,7 +272,7 @@ def _bad_input_args(data, case):
 def runs(data):
   """{name: (returncode, output)}: each source's training run (exported, but for tfds, which
   bin/export.py exports); the npy source streamed for STREAM_STEPS on 1 and 2 replicas, and
-  streamed with a stop by SIGTERM ('stopped'); and ('bad', case) for each case of BAD_INPUT."""
+  streamed with a stop by SIGTERM ('stopped'); and ('bad', SUBPROCESS_CASE)."""
   jobs = {name: _train_command(
       data, name, extra=() if name == 'tfds' else
       (f'--export_dir={os.path.join(data["runs"], name, "export")}',)) for name in SOURCES}
@@ -277,12 +281,8 @@ def runs(data):
       'two_replicas': _train_command(data, 'npy', 'two_replicas', extra=STREAM + TWO_REPLICAS),
       'stopped': lambda: _stopped_by_sigterm(
           _train_command(data, 'npy', 'stopped', 10**8, STREAM)),
-      ('bad', SUBPROCESS_CASE): _tool('train', *_bad_input_args(data, SUBPROCESS_CASE)),
-      'bad': lambda: _in_one_process('train', {case: _bad_input_args(data, case)
-                                               for case in BAD_INPUT if case != SUBPROCESS_CASE})})
-  results = _run_all(jobs)
-  results.update({('bad', case): result for case, result in results.pop('bad').items()})
-  return results
+      ('bad', SUBPROCESS_CASE): _tool('train', *_bad_input_args(data, SUBPROCESS_CASE))})
+  return _run_all(jobs)
 
 
 @pytest.fixture(scope='module')
@@ -318,6 +318,7 @@ def tools(data, runs):
 # Each source end to end.
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize('name', SOURCES)
 def test_train(data, runs, name):
   rc, out = runs[name]
@@ -335,6 +336,7 @@ def test_train(data, runs, name):
   assert all(map(math.isfinite, losses.values()))
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize('name', SOURCES)
 def test_evaluate(tools, name):
   rc, out = tools[name, 'evaluate']
@@ -346,6 +348,7 @@ def test_evaluate(tools, name):
   assert results['bits_per_dim'] > 0 and math.isfinite(results['log_likelihood'])
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize('name', SOURCES)
 def test_sample(data, tools, name):
   rc, out = tools[name, 'sample']
@@ -360,21 +363,28 @@ def test_sample(data, tools, name):
     assert picture.std() > 0
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize('name', SOURCES)
 def test_export_and_trained_model_round_trip(data, runs, tools, name):
-  import tfvae  # pylint: disable=import-outside-toplevel
-  from tfvae import sources  # pylint: disable=import-outside-toplevel
   if name == 'tfds':
     rc, out = tools[name, 'export']
     assert rc == 0 and 'wrote ' in out and 'signatures: encode, decode' in out, out
   else:
     assert 'Exported a SavedModel to' in runs[name][1], runs[name][1]
   run_dir = os.path.join(data['runs'], name)
-  exported = tfvae.TrainedModel(saved_model_dir=os.path.join(run_dir, 'export'))
+  _check_round_trip(data, name, run_dir, os.path.join(run_dir, 'export'), STEPS[name])
+
+
+def _check_round_trip(data, name, run_dir, export_dir, steps):
+  """The SavedModel in export_dir and the run's checkpoint, loaded as TrainedModels, agree
+  on the source's test images."""
+  import tfvae  # pylint: disable=import-outside-toplevel
+  from tfvae import sources  # pylint: disable=import-outside-toplevel
+  exported = tfvae.TrainedModel(saved_model_dir=export_dir)
   restored = tfvae.TrainedModel(run_dir=run_dir)
   shape = SOURCES[name][3]
   assert exported.image_shape == restored.image_shape == shape
-  assert exported.step == restored.step == STEPS[name]
+  assert exported.step == restored.step == steps
   assert exported.dataset == SOURCES[name][0].format(**data)
   source = sources.for_trained(exported, data_dir=data['tfds'] if SOURCES[name][2] else None,
                                cache_dir=data['cache'])
@@ -394,6 +404,7 @@ def test_export_and_trained_model_round_trip(data, runs, tools, name):
 # The streaming path: the npy source's training split, 160 images, over a 0.04 MB budget.
 
 
+@pytest.mark.e2e
 def test_streaming_says_so_and_matches_the_in_memory_losses(data, runs):
   for name in ('npy', 'streamed'):
     assert runs[name][0] == 0, runs[name][1]
@@ -418,6 +429,7 @@ def test_streaming_says_so_and_matches_the_in_memory_losses(data, runs):
     np.testing.assert_array_equal(got[name], value, err_msg=name)
 
 
+@pytest.mark.e2e
 def test_streaming_resumes_exactly_after_sigterm(data, runs, tools):
   rc, out = runs['stopped']
   assert rc == 0, out
@@ -434,6 +446,7 @@ def test_streaming_resumes_exactly_after_sigterm(data, runs, tools):
     np.testing.assert_array_equal(got[name], value, err_msg=name)
 
 
+@pytest.mark.e2e
 def test_streaming_on_two_replicas_has_the_losses_of_one(data, runs):
   rc, out = runs['two_replicas']
   assert rc == 0, out
@@ -449,12 +462,113 @@ def test_streaming_on_two_replicas_has_the_losses_of_one(data, runs):
 # Bad input: one `error:` line naming what is wrong, no traceback.
 
 
-@pytest.mark.parametrize('case', BAD_INPUT)
-def test_bad_input_is_one_error_line(data, runs, case):
-  rc, out = runs['bad', case]
+def _check_one_error_line(data, case, rc, out):
   assert rc == 1, out
   assert 'Traceback' not in out, out
   errors = [line for line in out.splitlines() if line.startswith('error: ')]
   assert len(errors) == 1 and out.strip().splitlines()[-1] == errors[0], out
   for text in BAD_INPUT[case][1]:
     assert text.format(**data) in errors[0], (text, errors[0])
+
+
+@pytest.mark.parametrize('case', BAD_INPUT)
+def test_bad_input_is_one_error_line(data, case):
+  _check_one_error_line(data, case, *run_tool('train', *_bad_input_args(data, case)))
+
+
+@pytest.mark.e2e
+def test_bad_input_is_one_error_line_from_bin_train(data, runs):
+  _check_one_error_line(data, SUBPROCESS_CASE, *runs['bad', SUBPROCESS_CASE])
+
+
+# In this process (the fast tier): one source through every tool, and the streaming path.
+
+IN_PROCESS_SOURCE = 'folder_grey'  # greyscale PNG and JPEG files, binarised, Bernoulli
+SHORT_STEPS = 40                   # the in-process streaming runs: 2 epochs of 20 steps
+
+
+def _train_args(data, name, run_name, num_steps, extra=()):
+  """bin/train.py's arguments of _train_command."""
+  return _train_command(data, name, run_name, num_steps, extra)[2:]
+
+
+def test_a_source_through_every_tool_in_process(data, tmp_path):
+  name = IN_PROCESS_SOURCE
+  run_dir = os.path.join(data['runs'], 'in_process', name)
+  rc, out = run_tool('train', *_train_args(data, name, f'in_process/{name}', NUM_STEPS))
+  assert rc == 0, out
+  assert f'step {NUM_STEPS}/{NUM_STEPS}' in out and 'streaming' not in out, out
+  with open(os.path.join(run_dir, 'config.json'), encoding='utf-8') as f:
+    saved = json.load(f)
+  assert tuple(saved['image_shape']) == SOURCES[name][3]
+  assert saved['dataset'] == SOURCES[name][0].format(**data)
+  assert saved['hparams']['likelihood'] == 'bernoulli' and saved['hparams']['binarize']
+  assert sorted(_losses(run_dir)) == [10, 20]
+  rc, out = run_tool('evaluate', f'--run_dir={run_dir}', '--num_importance_samples=3',
+                     f'--cache_dir={data["cache"]}')
+  assert rc == 0, out
+  results = _last_json(out)
+  assert results['step'] == NUM_STEPS and results['num_examples'] > 0
+  assert math.isfinite(results['bits_per_dim']) and results['bits_per_dim'] > 0
+  pictures = tmp_path / 'pictures'
+  rc, out = run_tool('sample', f'--run_dir={run_dir}', '--kind=prior', '--kind=reconstruction',
+                     '--num=4', f'--output_dir={pictures}', f'--cache_dir={data["cache"]}')
+  assert rc == 0, out
+  for kind in ('prior', 'reconstruction'):
+    picture = tf.io.decode_png(tf.io.read_file(str(pictures / f'{kind}.png'))).numpy()
+    assert picture.shape[-1] == 1 and picture.shape[0] > 9 and picture.std() > 0
+  export_dir = str(tmp_path / 'export')
+  rc, out = run_tool('export', f'--run_dir={run_dir}', f'--export_dir={export_dir}')
+  assert rc == 0 and 'signatures: encode, decode' in out, out
+  _check_round_trip(data, name, run_dir, export_dir, NUM_STEPS)
+
+
+class _SignalAt(hooks_lib.Hook):
+  """Sends this process SIGTERM once training has reached `step`."""
+
+  def __init__(self, step):
+    self._step, self.sent = step, False
+
+  def after_steps(self, trainer, steps, metrics):
+    if not self.sent and trainer.step >= self._step:
+      self.sent = True
+      signal.raise_signal(signal.SIGTERM)
+
+
+def test_streaming_in_process_resumes_to_the_in_memory_weights_and_on_two_replicas(
+    data, monkeypatch):
+  """The npy source for SHORT_STEPS: in memory; streamed, stopped by a signal at step 10 and
+  resumed, to exactly the in-memory weights; and streamed on two replicas (the session's two
+  logical CPUs) with the in-memory losses."""
+  def train(run_name, *extra, num_steps=SHORT_STEPS):
+    rc, out = run_tool('train', *_train_args(data, 'npy', f'in_process/{run_name}', num_steps,
+                                             extra))
+    assert rc == 0, out
+    return out, os.path.join(data['runs'], 'in_process', run_name)
+
+  out, in_memory = train('in_memory')
+  assert 'streaming it from' not in out
+  standard = hooks_lib.standard
+  sender = _SignalAt(10)
+  monkeypatch.setattr(hooks_lib, 'standard',
+                      lambda *args, **kwargs: [sender] + standard(*args, **kwargs))
+  out, streamed = train('streamed', *STREAM, num_steps=10**8)
+  assert f'exceeds --data_memory_mb={STREAM_MEMORY_MB}: streaming it from' in out
+  stop = int(out.split('Stopped by signal at step ')[1].split(';')[0])
+  assert 10 <= stop < SHORT_STEPS, out
+  monkeypatch.setattr(hooks_lib, 'standard', standard)
+  out, _ = train('streamed', *STREAM)
+  assert f'at step {stop}.' in out and 'streaming it from' in out
+  final = f'ckpt-{SHORT_STEPS}'
+  expected = _variables(os.path.join(in_memory, 'train', final))
+  got = _variables(os.path.join(streamed, 'train', final))
+  assert expected.keys() == got.keys() and any('optimizer' in k for k in got)
+  for name, value in expected.items():
+    np.testing.assert_array_equal(got[name], value, err_msg=name)
+
+  out, two_replicas = train('two_replicas', *STREAM, *TWO_REPLICAS)
+  assert 'MirroredStrategy with 2 replicas' in out and 'streaming it from' in out
+  one, two = _losses(in_memory), _losses(two_replicas)
+  assert sorted(two) == sorted(one) == list(range(10, SHORT_STEPS + 1, 10))
+  np.testing.assert_allclose([two[s] for s in sorted(one)], [one[s] for s in sorted(one)],
+                             rtol=1e-5)

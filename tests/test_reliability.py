@@ -2,7 +2,6 @@
 writes checkpoints and best/, a stop signal during long loop calls, and output paths checked
 before anything is written."""
 
-import concurrent.futures
 import glob
 import json
 import logging
@@ -18,10 +17,13 @@ import pytest
 import tensorflow as tf
 
 from conftest import ROOT
-from conftest import run_script
+from conftest import TINY_STEPS
+from conftest import copy_run
+from conftest import run_tool
 from tfvae import checkpoints
 from tfvae import evaluation
 from tfvae import export
+from tfvae import hooks as hooks_lib
 from tfvae.run_dir import RunDir
 from tfvae.run_dir import RunDirError
 from tfvae.trained_model import TrainedModel
@@ -31,9 +33,9 @@ TRAIN = os.path.join(ROOT, 'bin', 'train.py')
 
 
 def _run_all(*commands):
-  """(returncode, output) of each command (script name, *args) of bin/, run at once."""
-  with concurrent.futures.ThreadPoolExecutor(len(commands)) as pool:
-    return list(pool.map(lambda command: run_script(*command), commands))
+  """(exit code, output) of each command (tool name, *args), run one after another in this
+  process."""
+  return [run_tool(*command) for command in commands]
 
 
 def _assert_one_error_line(rc, out, *names):
@@ -46,29 +48,24 @@ def _assert_one_error_line(rc, out, *names):
 
 
 @pytest.fixture(scope='module')
-def trained(tmp_path_factory, data_dir):
-  """A run of binarized_mnist_fc trained 20 steps, a checkpoint after every loop call (the
-  last at step 20, the four newest kept in train/)."""
-  run_dir = str(tmp_path_factory.mktemp('reliability') / 'run')
-  rc, out = run_script('train.py', '--config=binarized_mnist_fc', f'--hparams={SMALL}',
-                       f'--run_dir={run_dir}', f'--data_dir={data_dir}', '--num_steps=20',
-                       '--log_every_n_steps=5', '--steps_per_loop=5', '--checkpoints_to_keep=4',
-                       '--checkpoint_every_secs=0', '--image_every_n_steps=0')
-  assert rc == 0, out
+def trained(tiny_run):
+  """The shared run (conftest.tiny_run): a checkpoint after every loop call, the last at
+  step 20, the four newest kept in train/."""
+  run_dir, _ = tiny_run
   steps = _steps(RunDir(run_dir).train_dir)
-  assert len(steps) == 4 and steps[0] == 20, steps
+  assert len(steps) == 4 and steps[0] == TINY_STEPS, steps
   return run_dir
+
+
+@pytest.fixture(scope='module')
+def tiny_data(tiny_run):
+  """The shared run's data folder."""
+  return tiny_run[1]
 
 
 def _steps(folder):
   """The steps of the checkpoints in `folder`, newest first."""
   return [int(p.rsplit('-', 1)[1]) for p in checkpoints.listed(folder)]
-
-
-def _copy(run_dir, tmp_path):
-  copy = str(tmp_path / 'run')
-  shutil.copytree(run_dir, copy)
-  return copy
 
 
 def _damage(prefix, how):
@@ -86,20 +83,21 @@ def _warnings(caplog):
   return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
 
 
-def test_a_truncated_newest_checkpoint_is_skipped_by_every_tool(trained, data_dir, tmp_path,
+def test_a_truncated_newest_checkpoint_is_skipped_by_every_tool(trained, tiny_data, tmp_path,
                                                                 caplog):
-  run_dir = _copy(trained, tmp_path)
+  run_dir = copy_run(trained, tmp_path)
   train_dir = RunDir(run_dir).train_dir
   older = _steps(train_dir)[1]
   _damage(os.path.join(train_dir, 'ckpt-20'), 'truncated_data')
   export_dir = str(tmp_path / 'export')
-  common = [f'--run_dir={run_dir}', f'--data_dir={data_dir}']
-  resume, train_eval, evaluate, exported = _run_all(
-      ('train.py', *common, '--num_steps=25', '--log_every_n_steps=5', '--steps_per_loop=5',
-       '--checkpoint_every_secs=0', '--image_every_n_steps=0'),
-      ('train.py', *common, '--mode=eval', '--eval_num_examples=10'),
-      ('evaluate.py', *common, '--num_importance_samples=1', '--num_examples=10'),
-      ('export.py', f'--run_dir={run_dir}', f'--export_dir={export_dir}'))
+  common = [f'--run_dir={run_dir}', f'--data_dir={tiny_data}']
+  # The readers first: the resumed run replaces the damaged checkpoint.
+  train_eval, evaluate, exported, resume = _run_all(
+      ('train', *common, '--mode=eval', '--eval_num_examples=10'),
+      ('evaluate', *common, '--num_importance_samples=1', '--num_examples=10'),
+      ('export', f'--run_dir={run_dir}', f'--export_dir={export_dir}'),
+      ('train', *common, '--num_steps=25', '--log_every_n_steps=5', '--steps_per_loop=5',
+       '--checkpoint_every_secs=0', '--image_every_n_steps=0'))
   warning = f'cannot read checkpoint {train_dir}/ckpt-20'
   for rc, out in (resume, train_eval, evaluate, exported):
     assert rc == 0 and 'Traceback' not in out, out
@@ -112,14 +110,15 @@ def test_a_truncated_newest_checkpoint_is_skipped_by_every_tool(trained, data_di
   assert export.read_metadata(export_dir)['step'] == older
   # The resumed run wrote a whole ckpt-20 over the damaged one (a log step ends a loop
   # call, and each call is checkpointed), and went on to ckpt-25.
+  caplog.clear()  # the tools' own warnings, logged in this process
   with caplog.at_level(logging.WARNING):
     assert TrainedModel(run_dir=run_dir).step == 25
     assert TrainedModel(run_dir=run_dir, checkpoint=os.path.join(train_dir, 'ckpt-20')).step == 20
   assert not _warnings(caplog)
 
 
-def test_a_garbage_index_is_skipped_in_process(trained, data_dir, tmp_path, caplog):
-  run_dir = _copy(trained, tmp_path)
+def test_a_garbage_index_is_skipped_in_process(trained, tiny_data, tmp_path, caplog):
+  run_dir = copy_run(trained, tmp_path)
   train_dir = RunDir(run_dir).train_dir
   older = _steps(train_dir)[1]
   _damage(os.path.join(train_dir, 'ckpt-20'), 'garbage_index')
@@ -129,7 +128,7 @@ def test_a_garbage_index_is_skipped_in_process(trained, data_dir, tmp_path, capl
   assert any(warning in w for w in _warnings(caplog)), _warnings(caplog)
   caplog.clear()
   with caplog.at_level(logging.WARNING):
-    results = evaluation.evaluate_run(run_dir, num_importance_samples=1, data_dir=data_dir,
+    results = evaluation.evaluate_run(run_dir, num_importance_samples=1, data_dir=tiny_data,
                                       num_examples=5, write_summaries=False)
   assert results['step'] == older
   assert any(warning in w for w in _warnings(caplog)), _warnings(caplog)
@@ -149,20 +148,20 @@ def test_a_checkpoint_of_another_model_is_a_one_line_error(trained, tmp_path):
   assert '\n' not in str(e.value)
 
 
-def test_with_no_readable_checkpoint_every_tool_ends_with_one_error_line(trained, data_dir,
+def test_with_no_readable_checkpoint_every_tool_ends_with_one_error_line(trained, tiny_data,
                                                                         tmp_path):
-  run_dir = _copy(trained, tmp_path)
+  run_dir = copy_run(trained, tmp_path)
   train_dir = RunDir(run_dir).train_dir
   steps = _steps(train_dir)
   for i, step in enumerate(steps):
     _damage(os.path.join(train_dir, f'ckpt-{step}'), ('truncated_data', 'garbage_index')[i % 2])
   export_dir = tmp_path / 'export'
-  common = [f'--run_dir={run_dir}', f'--data_dir={data_dir}']
+  common = [f'--run_dir={run_dir}', f'--data_dir={tiny_data}']
   results = _run_all(
-      ('train.py', *common, '--num_steps=25'),
-      ('train.py', *common, '--mode=eval'),
-      ('evaluate.py', *common, '--num_importance_samples=1'),
-      ('export.py', f'--run_dir={run_dir}', f'--export_dir={export_dir}'))
+      ('train', *common, '--num_steps=25'),
+      ('train', *common, '--mode=eval'),
+      ('evaluate', *common, '--num_importance_samples=1'),
+      ('export', f'--run_dir={run_dir}', f'--export_dir={export_dir}'))
   damaged = [f'{train_dir}/ckpt-{step}' for step in steps]
   for rc, out in results:
     _assert_one_error_line(rc, out, f'error: no readable checkpoint in {train_dir}', *damaged)
@@ -184,7 +183,7 @@ def _state_file_cut_after_line_two(text):
     lambda text: '\xff\xfe garbage',
 ], ids=['empty', 'cut_in_line_one', 'cut_after_line_two', 'garbage'])
 def test_a_damaged_state_file_hides_no_checkpoint(trained, tmp_path, damage):
-  run_dir = _copy(trained, tmp_path)
+  run_dir = copy_run(trained, tmp_path)
   state_file = os.path.join(RunDir(run_dir).train_dir, 'checkpoint')
   with open(state_file, encoding='utf-8') as f:
     text = f.read()
@@ -194,13 +193,13 @@ def test_a_damaged_state_file_hides_no_checkpoint(trained, tmp_path, damage):
   assert TrainedModel(run_dir=run_dir).step == 20
 
 
-def test_training_resumes_past_a_garbage_state_file(trained, data_dir, tmp_path):
-  run_dir = _copy(trained, tmp_path)
+def test_training_resumes_past_a_garbage_state_file(trained, tiny_data, tmp_path):
+  run_dir = copy_run(trained, tmp_path)
   train_dir = RunDir(run_dir).train_dir
   with open(os.path.join(train_dir, 'checkpoint'), 'wb') as f:
     f.write(b'\xff\xfe garbage')
-  rc, out = run_script('train.py', f'--run_dir={run_dir}', f'--data_dir={data_dir}',
-                       '--num_steps=20')
+  rc, out = run_tool('train', f'--run_dir={run_dir}', f'--data_dir={tiny_data}',
+                     '--num_steps=20')
   assert rc == 0 and 'Traceback' not in out, out
   assert f'Resuming from {train_dir}/ckpt-20 at step 20.' in out
 
@@ -214,7 +213,7 @@ def test_training_resumes_past_a_garbage_state_file(trained, data_dir, tmp_path)
      "unknown hparam 'z_sise'"),
 ], ids=['truncated', 'a_list', 'no_hparams', 'unknown_hparam'])
 def test_a_damaged_run_record_is_a_one_line_error(trained, tmp_path, record, problem):
-  run_dir = _copy(trained, tmp_path)
+  run_dir = copy_run(trained, tmp_path)
   config_path = RunDir(run_dir).config_path
   with open(config_path, encoding='utf-8') as f:
     text = f.read()
@@ -225,17 +224,18 @@ def test_a_damaged_run_record_is_a_one_line_error(trained, tmp_path, record, pro
   assert problem in str(e.value) and '\n' not in str(e.value)
 
 
-def test_a_damaged_run_record_through_the_tools(trained, data_dir, tmp_path):
-  run_dir = _copy(trained, tmp_path)
+def test_a_damaged_run_record_through_the_tools(trained, tiny_data, tmp_path):
+  run_dir = copy_run(trained, tmp_path)
   config_path = RunDir(run_dir).config_path
   with open(config_path, 'w', encoding='utf-8') as f:
     f.write('{"config": "binarized_mnist_fc", "hpar')
-  rc, out = run_script('train.py', f'--run_dir={run_dir}', f'--data_dir={data_dir}',
-                       '--num_steps=25')
+  rc, out = run_tool('train', f'--run_dir={run_dir}', f'--data_dir={tiny_data}',
+                     '--num_steps=25')
   _assert_one_error_line(rc, out, f'error: {config_path} is not a readable tfvae run record',
                          'JSONDecodeError')
 
 
+@pytest.mark.e2e
 def test_evaluating_while_training_writes_checkpoints_and_best(data_dir, tmp_path):
   """Evaluation, export and TrainedModel of `best` and `latest`, round after round, while a
   training process replaces train/'s one checkpoint after every loop call and best/'s at
@@ -282,6 +282,7 @@ def test_evaluating_while_training_writes_checkpoints_and_best(data_dir, tmp_pat
   assert 'saved to run_dir/best' in out and 'Traceback' not in out
 
 
+@pytest.mark.e2e
 def test_a_stop_signal_is_answered_during_long_loop_calls(data_dir, tmp_path):
   """With one loop call allowed 10^6 steps of a model whose steps take a while, SIGTERM sent
   after the first calls still stops training soon, at the step it got to, with a checkpoint
@@ -314,15 +315,51 @@ def test_a_stop_signal_is_answered_during_long_loop_calls(data_dir, tmp_path):
   assert TrainedModel(run_dir=str(train_dir.parent)).step == step
 
 
-def test_output_paths_are_checked_before_anything_is_written(trained, data_dir, tmp_path):
+class _SignalAfter(hooks_lib.Hook):
+  """Sends this process SIGTERM after the first call that took training past step 1 (the
+  first call, one step, compiles); records the step it did so at."""
+
+  def __init__(self):
+    self.sent_at = None
+
+  def after_steps(self, trainer, steps, metrics):
+    if self.sent_at is None and trainer.step > 1:
+      self.sent_at = trainer.step
+      signal.raise_signal(signal.SIGTERM)
+
+
+def test_a_stop_signal_ends_training_whatever_steps_per_loop(trained, tiny_data, tmp_path,
+                                                             monkeypatch):
+  """In this process: with one loop call allowed 10^6 steps, calls still stay short (about a
+  second), so a SIGTERM is answered at the step it arrived at, with a checkpoint that
+  restores."""
+  run_dir = copy_run(trained, tmp_path)
+  for name in os.listdir(RunDir(run_dir).train_dir):
+    os.remove(os.path.join(RunDir(run_dir).train_dir, name))
+  standard = hooks_lib.standard
+  sender = _SignalAfter()
+  monkeypatch.setattr(hooks_lib, 'standard',
+                      lambda *args, **kwargs: [sender] + standard(*args, **kwargs))
+  rc, out = run_tool('train', f'--run_dir={run_dir}', f'--data_dir={tiny_data}',
+                     '--num_steps=100000000', '--steps_per_loop=1000000',
+                     '--log_every_n_steps=1000000', '--checkpoint_every_secs=100000',
+                     '--image_every_n_steps=0')
+  assert rc == 0, out
+  step = int(out.split('Stopped by signal at step ')[1].split(';')[0])
+  assert step == sender.sent_at and 1 < step < 1000000
+  assert _steps(RunDir(run_dir).train_dir) == [step]
+  assert TrainedModel(run_dir=run_dir).step == step
+
+
+def test_output_paths_are_checked_before_anything_is_written(trained, tiny_data, tmp_path):
   a_file = tmp_path / 'a_file'
   a_file.write_text('not a folder')
   under_file, in_proc = str(a_file / 'out'), '/proc/tfvae_reliability_test'
   results = _run_all(
-      ('export.py', f'--run_dir={trained}', f'--export_dir={under_file}'),
-      ('train.py', '--config=binarized_mnist_fc', f'--run_dir={under_file}',
-       f'--data_dir={data_dir}', '--num_steps=1'),
-      ('sample.py', f'--run_dir={trained}', f'--output_dir={in_proc}', '--kind=prior'))
+      ('export', f'--run_dir={trained}', f'--export_dir={under_file}'),
+      ('train', '--config=binarized_mnist_fc', f'--run_dir={under_file}',
+       f'--data_dir={tiny_data}', '--num_steps=1'),
+      ('sample', f'--run_dir={trained}', f'--output_dir={in_proc}', '--kind=prior'))
   for (rc, out), flag in zip(results, ('--export_dir', '--run_dir', '--output_dir')):
     _assert_one_error_line(rc, out, f'error: {flag}=', 'cannot be written')
   assert 'is a file, not a folder' in results[0][1] and 'is not writable' in results[2][1]

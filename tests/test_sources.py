@@ -442,6 +442,7 @@ def test_tfds_splits_labels_and_image_feature(tfds_dir, tmp_path):
   np.testing.assert_array_equal(versioned.split('test').images, splits['test'].images)
 
 
+@pytest.mark.e2e
 def test_tfds_reads_prepared_files_without_the_builder_class(tfds_dir, tmp_path):
   script = ('import json, sys\n'
             'from tfvae import sources\n'

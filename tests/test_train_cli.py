@@ -1,25 +1,35 @@
-"""bin/train.py end to end: train, resume, evaluate, summaries, and one-line user errors."""
+"""bin/train.py: train, resume, evaluate, summaries, stop signals, and one-line user errors.
+
+The fast tier runs the tool's entry point in this process (conftest.run_tool); the e2e tier
+sends a real SIGTERM to a bin/train.py subprocess."""
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
-from conftest import last_json, run_scripts
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT
+from conftest import TINY_HPARAMS
+from conftest import TINY_STEPS
+from conftest import copy_run
+from conftest import last_json
+from conftest import run_script
+from conftest import run_tool
+from tfvae import hooks as hooks_lib
+
 TRAIN = os.path.join(ROOT, 'bin', 'train.py')
 SMALL = 'hidden_sizes=[16],z_size=2,batch_size=20'
 
 
-def _run(*args, timeout=240):
-  result = subprocess.run([sys.executable, TRAIN, *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT)
-  return result.returncode, result.stdout + result.stderr
+def _run(*args):
+  return run_tool('train', *args)
 
 
 def _tags(folder):
@@ -28,55 +38,80 @@ def _tags(folder):
   return acc
 
 
-def test_train_resume_and_eval(tmp_path, data_dir):
-  run_dir = str(tmp_path / 'run')
-  common = [f'--run_dir={run_dir}', f'--data_dir={data_dir}', '--log_every_n_steps=5',
-            '--steps_per_loop=5']
-  rc, out = _run('--config=binarized_mnist_fc', f'--hparams={SMALL},free_bits=0',
-                 '--num_steps=20', *common)
-  assert rc == 0, out
-  assert 'step 20/20' in out and 'examples/sec' in out and 'left' in out
-  saved = json.load(open(os.path.join(run_dir, 'config.json')))
-  assert saved['config'] == 'binarized_mnist_fc'
-  assert saved['hparams']['hidden_sizes'] == [16] and saved['hparams']['free_bits'] == 0.0
-  assert os.path.exists(os.path.join(run_dir, 'train', 'ckpt-20.index'))
+def _checkpoints(run_dir):
+  return sorted(f for f in os.listdir(os.path.join(run_dir, 'train')) if f.endswith('.index'))
 
-  acc = _tags(os.path.join(run_dir, 'train'))
+
+class _SignalAt(hooks_lib.Hook):
+  """Sends this process `signum` once training has reached `step` (before the stop-signal
+  hook looks, so the call that reached it is the last)."""
+
+  def __init__(self, step, signum=signal.SIGTERM):
+    self._step, self._signum, self.sent = step, signum, False
+
+  def after_steps(self, trainer, steps, metrics):
+    if not self.sent and trainer.step >= self._step:
+      self.sent = True
+      signal.raise_signal(self._signum)
+
+
+def test_train_stop_resume_and_eval(tiny_training, tmp_path, monkeypatch):
+  trained, data_dir, out = tiny_training
+  assert f'step {TINY_STEPS}/{TINY_STEPS}' in out and 'examples/sec' in out and 'left' in out
+  saved = json.load(open(os.path.join(trained, 'config.json')))
+  assert saved['config'] == 'mnist_fc_z2'
+  assert saved['hparams']['hidden_sizes'] == [16] and saved['hparams']['z_size'] == 2
+  assert len(_checkpoints(trained)) == 4 and f'ckpt-{TINY_STEPS}.index' in _checkpoints(trained)
+
+  acc = _tags(os.path.join(trained, 'train'))
   tags = set(acc.Tags()['tensors'])
   for tag in ('loss', 'losses/r_loss', 'losses/kl_loss', 'losses/kl_bits', 'losses/kl_beta',
               'elbo', 'learning_rate', 'global_norm', 'examples_per_sec', 'hparams'):
     assert tag in tags, tag
   assert [e.step for e in acc.Tensors('loss')] == [5, 10, 15, 20]
 
-  # The same command with more steps resumes: no --config needed, the step carries on.
+  # The same command with more steps resumes (no --config needed), here stopped by a SIGTERM
+  # this process sends itself at step 25 (the handler bin/train.py installed is put back).
+  run_dir = copy_run(trained, tmp_path)
+  common = [f'--run_dir={run_dir}', f'--data_dir={data_dir}', '--log_every_n_steps=5',
+            '--steps_per_loop=5']
+  standard = hooks_lib.standard
+  sender = _SignalAt(25)
+  monkeypatch.setattr(hooks_lib, 'standard',
+                      lambda *args, **kwargs: [sender] + standard(*args, **kwargs))
+  before = signal.getsignal(signal.SIGTERM)
+  rc, out = _run('--num_steps=100000000', '--checkpoint_every_secs=100000', *common)
+  assert rc == 0, out
+  assert 'Resuming from' in out and 'at step 20' in out and 'step 5/' not in out
+  assert sender.sent and signal.getsignal(signal.SIGTERM) is before
+  assert f'Got signal {int(signal.SIGTERM)}' in out and 'Stopped by signal at step 25;' in out
+  assert os.path.exists(os.path.join(run_dir, 'train', 'ckpt-25.index'))
+  monkeypatch.setattr(hooks_lib, 'standard', standard)
   rc, out = _run('--num_steps=30', *common)
   assert rc == 0, out
-  assert 'Resuming from' in out and 'at step 20' in out
-  assert 'step 30/30' in out and 'step 5/' not in out
+  assert 'at step 25' in out and 'step 30/30' in out
   assert os.path.exists(os.path.join(run_dir, 'train', 'ckpt-30.index'))
 
   rc, out = _run('--mode=eval', '--eval_split=test', f'--run_dir={run_dir}',
                  f'--data_dir={data_dir}')
   assert rc == 0, out
-  assert 'eval test at step 30 over 60 examples' in out
+  assert 'eval test at step 30 over 30 examples' in out
   eval_tags = _tags(os.path.join(run_dir, 'eval'))
   assert {'elbo', 'losses/r_loss', 'losses/kl_bits'} <= set(eval_tags.Tags()['tensors'])
-  assert eval_tags.Tensors('elbo')[0].step == 30
+  assert [e.step for e in eval_tags.Tensors('elbo')] == [30]
 
 
-def test_non_finite_loss_stops_with_one_line_and_keeps_checkpoint(tmp_path, data_dir):
-  run_dir = str(tmp_path / 'run')
-  common = [f'--run_dir={run_dir}', f'--data_dir={data_dir}', '--log_every_n_steps=5',
-            '--steps_per_loop=5']
-  rc, out = _run('--config=binarized_mnist_fc', f'--hparams={SMALL}', '--num_steps=5', *common)
-  assert rc == 0, out
-  rc, out = _run('--num_steps=20', '--hparams=learning_rate=1e30,min_learning_rate=0,grad_clip=0',
-                 *common)
+def test_non_finite_loss_stops_with_one_line_and_keeps_checkpoint(tiny_run, tmp_path):
+  trained, data_dir = tiny_run
+  run_dir = copy_run(trained, tmp_path)
+  kept = _checkpoints(run_dir)
+  rc, out = _run(f'--run_dir={run_dir}', f'--data_dir={data_dir}', '--num_steps=40',
+                 '--log_every_n_steps=5', '--steps_per_loop=5',
+                 '--hparams=learning_rate=1e30,min_learning_rate=0,grad_clip=0')
   assert rc == 1
-  assert 'error: the loss became non-finite' in out and 'ckpt-5' in out
+  assert 'error: the loss became non-finite' in out and 'ckpt-20' in out
   assert 'Traceback' not in out
-  assert sorted(f for f in os.listdir(os.path.join(run_dir, 'train'))
-                if f.endswith('.index')) == ['ckpt-5.index']
+  assert _checkpoints(run_dir) == kept
 
 
 @pytest.mark.parametrize('args, message', [
@@ -98,9 +133,8 @@ def test_user_errors_are_one_line(tmp_path, args, message):
   assert out.strip().splitlines()[-1].startswith('error: ')
 
 
+@pytest.mark.e2e
 def test_sigterm_saves_a_checkpoint_and_resume_carries_on(tmp_path, data_dir):
-  import signal
-  import time
   run_dir = tmp_path / 'run'
   proc = subprocess.Popen(
       [sys.executable, TRAIN, '--config=binarized_mnist_fc', f'--hparams={SMALL}',
@@ -121,8 +155,9 @@ def test_sigterm_saves_a_checkpoint_and_resume_carries_on(tmp_path, data_dir):
   step = int(out.split('Stopped by signal at step ')[1].split(';')[0])
   assert step >= 10
   assert (run_dir / 'train' / f'ckpt-{step}.index').exists()
-  rc, out = _run(f'--run_dir={run_dir}', f'--data_dir={data_dir}', f'--num_steps={step + 10}',
-                 '--log_every_n_steps=10', '--steps_per_loop=10')
+  rc, out = run_script('train.py', f'--run_dir={run_dir}', f'--data_dir={data_dir}',
+                       f'--num_steps={step + 10}', '--log_every_n_steps=10',
+                       '--steps_per_loop=10')
   assert rc == 0 and f'at step {step}' in out, out
 
 
@@ -143,10 +178,9 @@ def test_early_stopping_keeps_the_best_checkpoint(tmp_path, data_dir):
   assert 'valid/elbo' in tags and 'valid/best_elbo' in tags
   # bin/evaluate.py can evaluate the best checkpoint rather than the latest.
   checkpoints = (('best', 10), ('latest', 30), (str(run_dir / 'train' / 'ckpt-30'), 30))
-  outputs = run_scripts(*[('evaluate.py', f'--run_dir={run_dir}', f'--data_dir={data_dir}',
-                           '--num_importance_samples=2', f'--checkpoint={which}')
-                          for which, _ in checkpoints])
-  for (rc, out), (_, step) in zip(outputs, checkpoints):
+  for which, step in checkpoints:
+    rc, out = run_tool('evaluate', f'--run_dir={run_dir}', f'--data_dir={data_dir}',
+                       '--num_importance_samples=2', f'--checkpoint={which}')
     assert rc == 0, out
     assert last_json(out)['step'] == step
 
@@ -157,18 +191,18 @@ def _variables(checkpoint_prefix):
           if name != '_CHECKPOINTABLE_OBJECT_GRAPH' and not name.startswith('save_counter')}
 
 
-def test_a_resumed_run_ends_with_the_weights_of_an_unbroken_one(tmp_path, data_dir):
-  # 200 images at batch 20: the 25 steps cross two epoch boundaries, the break is mid-epoch.
-  common = ['--config=binarized_mnist_fc', f'--hparams={SMALL}', f'--data_dir={data_dir}',
-            '--log_every_n_steps=5', '--steps_per_loop=5']
-  whole, broken = tmp_path / 'whole', tmp_path / 'broken'
-  for rc, out in run_scripts(('train.py', *common, f'--run_dir={whole}', '--num_steps=25'),
-                             ('train.py', *common, f'--run_dir={broken}', '--num_steps=15')):
-    assert rc == 0, out
-  rc, out = _run(*common, f'--run_dir={broken}', '--num_steps=25')
-  assert rc == 0 and 'at step 15' in out, out
-  expected, got = _variables(str(whole / 'train' / 'ckpt-25')), _variables(
-      str(broken / 'train' / 'ckpt-25'))
+def test_a_resumed_run_ends_with_the_weights_of_an_unbroken_one(tmp_path, tiny_run):
+  # The shared run is the unbroken one: 120 images at batch 20, 6 steps an epoch, so its 20
+  # steps cross three epoch boundaries; this one breaks at step 8, mid-epoch.
+  whole, data_dir = tiny_run
+  common = ['--config=mnist_fc_z2', f'--hparams={TINY_HPARAMS}', f'--data_dir={data_dir}',
+            '--log_every_n_steps=5', '--steps_per_loop=5', f'--run_dir={tmp_path / "broken"}']
+  rc, out = _run(*common, '--num_steps=8')
+  assert rc == 0, out
+  rc, out = _run(*common, f'--num_steps={TINY_STEPS}')
+  assert rc == 0 and 'at step 8' in out, out
+  expected = _variables(os.path.join(whole, 'train', f'ckpt-{TINY_STEPS}'))
+  got = _variables(str(tmp_path / 'broken' / 'train' / f'ckpt-{TINY_STEPS}'))
   assert expected.keys() == got.keys() and any('optimizer' in k for k in got)
   for name, value in expected.items():
     np.testing.assert_array_equal(got[name], value, err_msg=name)

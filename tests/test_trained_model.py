@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import TINY_STEPS
+from tfvae import checkpoints
 from tfvae import export
 from tfvae import noise
 from tfvae.trained_model import TrainedModel
@@ -15,8 +17,8 @@ from tfvae.trained_model import slerp
 
 
 @pytest.fixture(scope='module')
-def trained(mnist_z2_run):
-  return TrainedModel(run_dir=mnist_z2_run[0])
+def trained(tiny_run):
+  return TrainedModel(run_dir=tiny_run[0])
 
 
 @pytest.fixture(scope='module')
@@ -24,8 +26,8 @@ def images():
   return (np.random.RandomState(0).rand(5, 28, 28, 1) < 0.3).astype(np.float32)
 
 
-def test_restored_weights_are_the_checkpoints(trained, mnist_z2_run):
-  reader = tf.train.load_checkpoint(os.path.join(mnist_z2_run[0], 'train', 'ckpt-10'))
+def test_restored_weights_are_the_checkpoints(trained, tiny_run):
+  reader = tf.train.load_checkpoint(os.path.join(tiny_run[0], 'train', f'ckpt-{TINY_STEPS}'))
   saved = [np.asarray(reader.get_tensor(key)) for key in reader.get_variable_to_shape_map()]
   for variable in trained.model.trainable_variables:
     value = variable.numpy()
@@ -34,7 +36,8 @@ def test_restored_weights_are_the_checkpoints(trained, mnist_z2_run):
 
 
 def test_metadata(trained):
-  assert (trained.config_name, trained.dataset, trained.step) == ('mnist_fc_z2', 'mnist', 10)
+  assert (trained.config_name, trained.dataset, trained.step) == ('mnist_fc_z2', 'mnist',
+                                                                  TINY_STEPS)
   assert trained.image_shape == (28, 28, 1) and trained.z_size == 2
   assert trained.hparams['hidden_sizes'] == [16]
 
@@ -82,7 +85,7 @@ def test_slerp():
   np.testing.assert_allclose(slerp(p0, 2 * p0, np.array([0.0, 0.5, 1.0]))[:, 0], [1, 1.5, 2])
 
 
-def test_errors(trained, images, mnist_z2_run):
+def test_errors(trained, images, tiny_run):
   with pytest.raises(ValueError, match=r'images have shape \(5, 28, 28\); mnist_fc_z2 '
                                        r'expects \[batch >= 1, 28, 28, 1\]'):
     trained.encode(images[..., 0])
@@ -111,7 +114,7 @@ def test_errors(trained, images, mnist_z2_run):
   with pytest.raises(ValueError, match='exactly one of run_dir'):
     TrainedModel()
   with pytest.raises(ValueError, match='exactly one of run_dir'):
-    TrainedModel(run_dir=mnist_z2_run[0], saved_model_dir='/tmp')
+    TrainedModel(run_dir=tiny_run[0], saved_model_dir='/tmp')
 
 
 def test_uint8_images_are_scaled(trained, images):
@@ -135,11 +138,11 @@ def test_log_likelihood_calls_evaluation(trained, images, monkeypatch):
   assert calls == [(trained.model, (5, 28, 28, 1), 12, 0, False, True)]  # mnist_fc_z2 binarises
 
 
-def test_saved_model_source_agrees_with_checkpoint(trained, images, mnist_z2_run, tmp_path):
-  export_dir = export.export_saved_model(mnist_z2_run[0], str(tmp_path / 'sm'))
+def test_saved_model_source_agrees_with_checkpoint(trained, images, tiny_run, tmp_path):
+  export_dir = export.export_saved_model(tiny_run[0], str(tmp_path / 'sm'))
   loaded = TrainedModel.from_saved_model(export_dir)
   assert (loaded.config_name, loaded.step, loaded.image_shape, loaded.z_size) == (
-      'mnist_fc_z2', 10, (28, 28, 1), 2)
+      'mnist_fc_z2', TINY_STEPS, (28, 28, 1), 2)
   assert loaded.model is None and loaded.hparams == trained.hparams
   for a, b in zip(loaded.encode(images, seed=2), trained.encode(images, seed=2)):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
@@ -154,5 +157,6 @@ def test_saved_model_source_agrees_with_checkpoint(trained, images, mnist_z2_run
     loaded.log_likelihood(images, 10)
   with pytest.raises(ValueError, match='checkpoint= applies to run_dir='):
     TrainedModel(saved_model_dir=export_dir, checkpoint='x')
-  assert TrainedModel.from_run_dir(mnist_z2_run[0], checkpoint=os.path.join(
-      mnist_z2_run[0], 'train', 'ckpt-5')).step == 5
+  oldest = checkpoints.listed(os.path.join(tiny_run[0], 'train'))[-1]
+  assert TrainedModel.from_run_dir(tiny_run[0], checkpoint=oldest).step == int(
+      oldest.rsplit('-', 1)[1]) < TINY_STEPS

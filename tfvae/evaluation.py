@@ -79,7 +79,9 @@ def _bytes_per_sample(model):
   return 4 * (model.decoder.floats_per_sample() + 8 * model.z_size)
 
 
-# Compiled batch functions, per model and (num_samples, chunk_size, input kind).
+# Compiled batch functions, per model and (num_samples, chunk_size, input kind). A function
+# refers to its model only weakly, so that the cache never keeps a model (or, through the
+# variables its traces capture, its weights) alive: an entry goes when its model does.
 _COMPILED = weakref.WeakKeyDictionary()
 
 
@@ -94,9 +96,11 @@ def _batch_fn(model, num_samples, chunk_size, info=None, binarize=False):
   if cache_key in cache:
     return cache[cache_key]
   num_chunks = -(-num_samples // chunk_size)
+  model_ref = weakref.ref(model)
 
   @tf.function(jit_compile=True)
   def batch_fn(x, example_ids, seed):
+    model = model_ref()  # traced only while a caller holds the model
     if info is not None:
       x = data.model_input(x, info, binarize, noise.key(seed, 'eval_binarize'), example_ids)
     eps_key = noise.key(seed, 'eval_posterior')
