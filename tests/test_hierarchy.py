@@ -324,6 +324,17 @@ def test_export_of_a_hierarchy_samples_at_temperature_and_resamples_lower_groups
   assert module.elbo(x, seed)['group_kl'].shape == (3, 3)
 
 
+def plt_read(path):
+  """The PNG at path as an array [H, W, ch]."""
+  return tf.io.decode_png(tf.io.read_file(path)).numpy()
+
+
+def tiles_scale(trained):
+  """How much image_table scales a tile of this model's images (in a table of a few)."""
+  from tfvae import plots  # pylint: disable=import-outside-toplevel
+  return plots.tile_scale(trained.image_shape[:2], 6, 2)
+
+
 def test_trained_model_encodes_every_group_and_resamples_below_the_kept_ones(tmp_path):
   """TrainedModel on a run directory of a three-group ladder: encode_groups cuts encode's
   arrays per group, resample keeps the top k groups' posterior sample (k = L reconstructs),
@@ -353,3 +364,14 @@ def test_trained_model_encodes_every_group_and_resamples_below_the_kept_ones(tmp
     trained.resample(x, 4)
   with pytest.raises(UserError, match='temperature'):
     trained.resample(x, 1, temperature=-1.0)
+
+  # The pictures of a hierarchy: a row per temperature, and a row per number of kept groups.
+  from tfvae import data  # pylint: disable=import-outside-toplevel
+  from tfvae import images  # pylint: disable=import-outside-toplevel
+  info = data.DatasetInfo('binary', SHAPE, True, None, {})
+  split = data.Split((x > 0.5).astype(np.uint8), None, info)
+  for kind, rows in (('temperatures', len(images.TEMPERATURES)), ('levels', 1 + 4)):
+    path = images.write_pictures(trained, kind, str(tmp_path / 'pics'), split=split, num=4)
+    picture = plt_read(path)
+    tile = 4 * tiles_scale(trained)
+    assert picture.shape[0] > rows * tile and picture.shape[1] > 2 * tile, (kind, picture.shape)

@@ -23,8 +23,11 @@ from tfvae import plots
 from tfvae.errors import UserError
 from tfvae.errors import did_you_mean
 
-KINDS = ('prior', 'reconstruction', 'manifold', 'interpolation', 'scatter')
-NEEDS_DATA = ('reconstruction', 'interpolation', 'scatter')
+KINDS = ('prior', 'reconstruction', 'manifold', 'interpolation', 'scatter', 'temperatures',
+         'levels')
+NEEDS_DATA = ('reconstruction', 'interpolation', 'scatter', 'levels')
+# temperatures: one row of prior samples per temperature
+TEMPERATURES = (0.0, 0.4, 0.6, 0.8, 1.0)
 NEEDS_Z2 = ('manifold', 'scatter')
 
 # Colour bar names of the labelled datasets whose labels are not their own names.
@@ -144,6 +147,12 @@ def write_pictures(trained, kind, output_dir, split=None, num=64, seed=0, num_st
                   another's (t from 0 to 1 in the column labels), the other image, framed.
   scatter:        the posterior means of every image of `split`, coloured by label with a
                   colour bar (one colour without labels); z_size 2.
+  temperatures:   one row of ceil(sqrt(num)) prior samples per temperature in TEMPERATURES
+                  (every group's prior scale times T), the same noise in every row.
+  levels:         what each latent level encodes: for ceil(sqrt(num)) images of `split`
+                  (columns), the image, then rows decoded keeping the posterior of the top
+                  k groups and sampling the rest from their priors (temperature), k from
+                  every group (a reconstruction) down to none (a prior sample).
   Asking for more images than the split has draws them all, with a warning.
   """
   check_picture(trained, kind)
@@ -163,6 +172,28 @@ def write_pictures(trained, kind, output_dir, split=None, num=64, seed=0, num_st
         _rows(x, math.ceil(math.sqrt(num))), path,
         _title(title, heading + f'{num} samples from the prior'),
         caption=f'each: the decoder\'s mean at z ~ N(0, {temperature:g}\u00b2 I)')
+  if kind == 'temperatures':
+    cols = math.ceil(math.sqrt(num))
+    x = np.stack([trained.sample(cols, temperature=t, seed=seed) for t in TEMPERATURES])
+    return plots.image_table(
+        x, path, _title(title, heading + 'prior samples at several temperatures'),
+        caption='row T: z of every group drawn from its prior with the scale times T '
+                '(the same noise in every row)',
+        row_labels=[f'T={t:g}' for t in TEMPERATURES])
+  if kind == 'levels':
+    x = _images_of(split, math.ceil(math.sqrt(num)), seed, kind, split_name)
+    names = [name for name, _ in trained.groups]
+    kept = range(len(names), -1, -1)
+    rows = [x] + [trained.resample(x, k, temperature=temperature, seed=seed) for k in kept]
+    labels = ['original'] + [
+        'keeps ' + (f'{names[0]}..{names[k - 1]}' if k > 1 else names[0]) if k else 'keeps none'
+        for k in kept]
+    return plots.image_table(
+        np.stack(rows), path,
+        _title(title, heading + f'what each of the {len(names)} latent levels encodes'),
+        caption=f'row "keeps A..B": those groups from the posterior of the {split_name} image '
+                f'above, the lower ones drawn from their priors (T={temperature:g})',
+        row_labels=labels)
   if kind == 'manifold':
     side = max(1, math.isqrt(num))
     x = trained.decode(manifold_latents(side, trained.z_size))

@@ -4,11 +4,16 @@
     tfvae-sample --run_dir=/tmp/vae_z2 --output_dir=/tmp/pics --kind=manifold \\
         --kind=scatter --num=400
     tfvae-sample --saved_model=/tmp/vae_export --output_dir=/tmp/pics --kind=prior
+    tfvae-sample --run_dir=/tmp/conv_hvae --output_dir=/tmp/pics --kind=temperatures \\
+        --kind=levels --num=8
 
 Kinds (repeat --kind for several): prior (samples, the paper's figure 5), reconstruction
 (images of --split above their reconstructions), manifold (decoded grid over the 2-D latent
 space, figure 4), interpolation (rows of decoded steps between two framed images), scatter
-(2-D posterior means of --split coloured by label). manifold and scatter need z_size 2. Each
+(2-D posterior means of --split coloured by label), temperatures (a row of prior samples at
+each of T = 0 .. 1) and levels (for a hierarchy: images of --split, then rows keeping the
+posterior of the top k latent groups and sampling the rest, k from all to none: what each
+level encodes). manifold and scatter need z_size 2. Each
 picture is titled with the config, the step and what it shows (--title replaces that) and
 scaled up to a legible size. A run's data is read from where it was trained unless
 --data_dir or --cache_dir says otherwise. (bin/sample.py is the same tool.)
@@ -23,7 +28,8 @@ from tfvae.errors import UserError
 
 # tfvae.images.KINDS and tfvae.trained_model.INTERPOLATION_METHODS, written out so that --help
 # imports no TensorFlow (a test keeps them equal).
-KINDS = ('prior', 'reconstruction', 'manifold', 'interpolation', 'scatter')
+KINDS = ('prior', 'reconstruction', 'manifold', 'interpolation', 'scatter', 'temperatures',
+         'levels')
 INTERPOLATION_METHODS = ('linear', 'slerp')
 
 FLAGS = flags.FlagValues()
@@ -39,13 +45,15 @@ flags.DEFINE_multi_enum('kind', None, KINDS, 'Picture(s) to draw; repeat for sev
 flags.DEFINE_enum('split', 'test', ['train', 'valid', 'test'], 'Split the images come from.',
                   flag_values=FLAGS)
 flags.DEFINE_integer('num', 64, 'prior: samples; reconstruction: images; manifold: '
-                     'floor(sqrt(num)) per side; interpolation: num // num_steps rows.',
+                     'floor(sqrt(num)) per side; interpolation: num // num_steps rows; temperatures, '
+                     'levels: ceil(sqrt(num)) columns.',
                      lower_bound=1, flag_values=FLAGS)
 flags.DEFINE_integer('num_steps', 8, 'interpolation: decoded steps between the two images.',
                      lower_bound=2, flag_values=FLAGS)
 flags.DEFINE_enum('method', 'linear', INTERPOLATION_METHODS, 'interpolation: linear or slerp.',
                   flag_values=FLAGS)
-flags.DEFINE_float('temperature', 1.0, 'prior: z ~ N(0, temperature^2 I).', lower_bound=0,
+flags.DEFINE_float('temperature', 1.0, 'prior: z ~ N(0, temperature^2 I) (a hierarchy: every group\'s prior scale times it); '
+                   'levels: of the groups drawn from their priors.', lower_bound=0,
                    flag_values=FLAGS)
 flags.DEFINE_string('title', None, 'The title drawn above each picture, instead of the config, '
                     'step and what it shows; --title= draws none.', flag_values=FLAGS)
