@@ -11,10 +11,11 @@ setuptools.setup(
     python_requires='>=3.10',
     # configs/ is top level in the source tree but installs as tfvae.configs, so no
     # top-level package named `configs` lands in site-packages.
-    packages=['tfvae', 'tfvae.cli', 'tfvae.configs'],
+    packages=['tfvae', 'tfvae.cli', 'tfvae.configs', 'tfvae.sources'],
     package_dir={'tfvae': 'tfvae', 'tfvae.configs': 'configs'},
     entry_points={'console_scripts': [
-        f'tfvae-{tool}=tfvae.cli.{tool}:run' for tool in ('train', 'evaluate', 'sample', 'export')
+        f'tfvae-{tool}=tfvae.cli.{tool}:run'
+        for tool in ('train', 'evaluate', 'sample', 'export', 'cache')
     ]},
     install_requires=[
         'tensorflow==2.21.0',

@@ -1,11 +1,14 @@
-"""What the bench scripts share: running a child process for its output, time and peak memory,
-and printing figures."""
+"""What every bench script shares: running a child process (a tool, bin/train.py in a fresh run
+directory) for its output, time and peak memory, alternating runs round by round, and printing
+figures."""
 
 import datetime
 import json
 import os
+import shutil
 import statistics
 import subprocess
+import tempfile
 import threading
 import time
 
@@ -37,6 +40,31 @@ def run_child(cmd, timeout, verbose=False):
       proc.kill()
       proc.wait()
   return lines, proc.returncode, time.time() - start, usage.ru_maxrss * 1024
+
+
+def run_train(python, args, timeout, verbose=False, parent=None):
+  """bin/train.py under `python` with args and a fresh run directory (made in `parent`, else
+  the temporary folder, and removed after): run_child's (lines, rc, seconds, peak RSS)."""
+  run_dir = tempfile.mkdtemp(prefix='tfvae_bench_run_', dir=parent)
+  cmd = [python, os.path.join(ROOT, 'bin', 'train.py'), f'--run_dir={run_dir}', *args]
+  try:
+    return run_child(cmd, timeout, verbose)
+  finally:
+    shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def alternate(runs, rounds, show_load=False):
+  """[{name: result} for each round]: every run of `runs` ({name: fn() -> result}) once a
+  round, in order, for `rounds` rounds, each announced (with the load average if asked)."""
+  per_round = []
+  for i in range(1, rounds + 1):
+    results = {}
+    for name, fn in runs.items():
+      load = f' (load average {loadavg()})' if show_load else ''
+      print(f'round {i}/{rounds}: {name}{load}', flush=True)
+      results[name] = fn()
+    per_round.append(results)
+  return per_round
 
 
 def loadavg():

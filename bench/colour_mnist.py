@@ -20,7 +20,7 @@ from absl import flags  # pylint: disable=g-import-not-at-top,wrong-import-order
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-order
 import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-order
 
-from tfvae import data  # pylint: disable=g-import-not-at-top
+from tfvae.sources import builtin  # pylint: disable=g-import-not-at-top
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('data_dir', None, 'Folder with the MNIST files (e.g. ../shared/data).')
@@ -47,7 +47,7 @@ def main():
     raise ValueError('--out_dir is required')
   rng = np.random.RandomState(FLAGS.seed)
   for split, count in (('train', FLAGS.num_train), ('test', FLAGS.num_test)):
-    source = data.load_split('mnist', split, FLAGS.data_dir)
+    source = builtin.load_split('mnist', split, FLAGS.data_dir)
     count = min(count, len(source.images))
     rgb = colourise(source.images[:count], rng)
     for i, (image, label) in enumerate(zip(rgb, source.labels[:count])):

@@ -92,7 +92,7 @@ def run(config, hparams, z_sizes, num_steps, out_dir, data_dir=None, num_evals=1
     run_dir = RunDir(os.path.join(out_dir, f'z{z_size}'))
     if tf.train.latest_checkpoint(run_dir.train_dir):
       raise ValueError(f'{run_dir.path} already holds a run; pass a new --out_dir')
-    run_dir.save(Run(config, hp, source.info.image_shape))
+    run_dir.save(Run(config, hp, source.info.image_shape, source.info.binary))
     trainer = training.Trainer(config, hp, run_dir, source, seed=seed)
     start = time.time()
     for step in steps:

@@ -37,13 +37,15 @@ from absl import app
 from absl import flags
 import numpy as np
 
+from children import ROOT
+from children import alternate
 from children import fmt
 from children import loadavg
 from children import median_or_none
 from children import print_json
 from children import run_child
+from children import run_train
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MIB = 2.0 ** 20
 
 FLAGS = flags.FLAGS
@@ -85,13 +87,8 @@ def train(work_dir, args, timeout=3600):
   wall_s, peak_rss_mb, windows (the examples/sec of each log line), examples_per_sec (their
   median after the first), streamed (whether the log says it streams) and, on failure, the
   output's last lines."""
-  run_dir = tempfile.mkdtemp(prefix='tfvae_bench_run_', dir=work_dir)
-  cmd = [FLAGS.tfvae_python, os.path.join(ROOT, 'bin', 'train.py'), f'--run_dir={run_dir}',
-         *args]
-  try:
-    lines, rc, seconds, rss = run_child(cmd, timeout, FLAGS.verbose)
-  finally:
-    shutil.rmtree(run_dir, ignore_errors=True)
+  lines, rc, seconds, rss = run_train(FLAGS.tfvae_python, args, timeout, FLAGS.verbose,
+                                      parent=work_dir)
   windows = [float(m.group(3)) for m in map(LOG_LINE.search, lines) if m]
   result = dict(rc=rc, wall_s=round(seconds, 1), peak_rss_mb=round(rss / MIB, 1),
                 windows=windows, streamed=any(STREAMING_LINE in line for line in lines),
@@ -113,13 +110,8 @@ def speed(work_dir):
   print(f'speed: {FLAGS.config} on {FLAGS.dataset} ({FLAGS.hparams}), {FLAGS.num_steps} steps '
         f'a run, streaming with --data_memory_mb={FLAGS.speed_memory_mb:g}; {FLAGS.rounds} '
         f'rounds; load average {load_before}', flush=True)
-  per_round = []
-  for i in range(1, FLAGS.rounds + 1):
-    results = {}
-    for name, extra in modes.items():
-      print(f'round {i}/{FLAGS.rounds}: {name} (load average {loadavg()})', flush=True)
-      results[name] = train(work_dir, common + extra)
-    per_round.append(results)
+  per_round = alternate({name: (lambda extra=extra: train(work_dir, common + extra))
+                         for name, extra in modes.items()}, FLAGS.rounds, show_load=True)
   load_after = loadavg()
   print(f'\n{"round":>5}  {"run":<10} {"examples/sec":>12}  {"wall s":>7}  {"peak MiB":>8}  '
         'streamed  windows')

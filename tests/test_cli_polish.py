@@ -196,7 +196,7 @@ def test_a_run_directory_remembers_its_data_dir_and_cache_dir(tmp_path, monkeypa
   run_dir = RunDir('run')
   assert run_dir.data_location(None, None) == (None, None)  # a new run: the defaults
   config = configs.get_config('binarized_mnist_fc')
-  run_dir.save(Run(config, config.hparams, (28, 28, 1), 'data', 'cache'))
+  run_dir.save(Run(config, config.hparams, (28, 28, 1), data_dir='data', cache_dir='cache'))
   record = json.load(open(tmp_path / 'run' / 'config.json'))
   assert (record['data_dir'], record['cache_dir']) == (str(tmp_path / 'data'),
                                                       str(tmp_path / 'cache'))

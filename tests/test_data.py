@@ -1,4 +1,5 @@
-"""Tests for tfvae.data on tiny raw files written into tmp_path and on mocked TFDS."""
+"""Tests for tfvae.data and the built-ins' reader (tfvae.sources.builtin) on tiny raw files
+written into tmp_path and on mocked TFDS."""
 
 import gzip
 import os
@@ -11,14 +12,16 @@ import tensorflow as tf
 
 from tfvae import data
 from tfvae import noise
+from tfvae.sources import builtin
+from tfvae.sources import tfds_reader
 
 
 @pytest.fixture(autouse=True)
 def _clear_cache():
   """Every test parses its own files (and mocked TFDS data never leaks into the cache)."""
-  data._CACHE.clear()
+  builtin._CACHE.clear()
   yield
-  data._CACHE.clear()
+  builtin._CACHE.clear()
 
 
 def _write_idx(path, array, magic):
@@ -74,7 +77,7 @@ def mnist_dir(tmp_path):
                                              ('fashion_mnist', 'fashion_mnist_idx')])
 def test_idx_reader_and_split_rule(tmp_path, name, subfolder):
   x_train, y_train, x_test, y_test = _write_mnist_idx(tmp_path / subfolder, 60, 7)
-  splits = {split: data.load_split(name, split, tmp_path) for split in data.SPLITS}
+  splits = {split: builtin.load_split(name, split, tmp_path) for split in data.SPLITS}
   # valid = the last len(train) // 6 upstream training images (10,000 of 60,000 for real MNIST).
   assert {s: len(v.images) for s, v in splits.items()} == {'train': 50, 'valid': 10, 'test': 7}
   assert splits['train'].info.split_sizes == {'train': 50, 'valid': 10, 'test': 7}
@@ -95,8 +98,8 @@ def test_mnist_npz_matches_idx(tmp_path):
   np.savez(tmp_path / 'npz' / 'mnist.npz', x_train=x_train, y_train=y_train.astype(np.uint8),
            x_test=x_test, y_test=y_test.astype(np.uint8))
   for split in data.SPLITS:
-    from_idx = data.load_split('mnist', split, tmp_path / 'idx')
-    from_npz = data.load_split('mnist', split, str(tmp_path / 'npz'))
+    from_idx = builtin.load_split('mnist', split, tmp_path / 'idx')
+    from_npz = builtin.load_split('mnist', split, str(tmp_path / 'npz'))
     np.testing.assert_array_equal(from_idx.images, from_npz.images)
     np.testing.assert_array_equal(from_idx.labels, from_npz.labels)
     assert from_npz.labels.dtype == np.int64
@@ -111,8 +114,8 @@ def test_binarized_npz_and_amat_agree(tmp_path):
   for split, x in flat.items():
     np.savetxt(tmp_path / 'amat' / f'binarized_mnist_{split}.amat', x, fmt='%d')
   for split, x in flat.items():
-    from_npz = data.load_split('binarized_mnist', split, tmp_path / 'npz')
-    from_amat = data.load_split('binarized_mnist', split, tmp_path / 'amat')
+    from_npz = builtin.load_split('binarized_mnist', split, tmp_path / 'npz')
+    from_amat = builtin.load_split('binarized_mnist', split, tmp_path / 'amat')
     for got in (from_npz, from_amat):
       assert got.images.dtype == np.uint8 and got.images.shape == (sizes[split], 28, 28, 1)
       np.testing.assert_array_equal(got.images.reshape(-1, 784), x)
@@ -128,8 +131,8 @@ def test_frey_mat_and_npz_agree(tmp_path):
   order = np.random.RandomState(0).permutation(410)
   expected = {'train': order[400:], 'valid': order[200:400], 'test': order[:200]}
   for split in data.SPLITS:
-    from_mat = data.load_split('frey_face', split, tmp_path)
-    from_npz = data.load_split('frey_face', split, tmp_path / 'npz')
+    from_mat = builtin.load_split('frey_face', split, tmp_path)
+    from_npz = builtin.load_split('frey_face', split, tmp_path / 'npz')
     for got in (from_mat, from_npz):
       assert got.images.dtype == np.uint8 and got.images.shape[1:] == (28, 20, 1)
       np.testing.assert_array_equal(got.images[..., 0], faces[expected[split]])
@@ -138,8 +141,8 @@ def test_frey_mat_and_npz_agree(tmp_path):
 
 
 def test_load_split_is_cached_and_read_only(mnist_dir):
-  first = data.load_split('mnist', 'train', mnist_dir)
-  assert data.load_split('mnist', 'train', str(mnist_dir)) is first
+  first = builtin.load_split('mnist', 'train', mnist_dir)
+  assert builtin.load_split('mnist', 'train', str(mnist_dir)) is first
   with pytest.raises(ValueError):
     first.images[0, 0, 0, 0] = 1
 
@@ -161,13 +164,13 @@ def test_dataset_info():
 
 @pytest.fixture
 def online(monkeypatch):
-  monkeypatch.setattr(data, '_check_online', lambda name: None)
+  monkeypatch.setattr(tfds_reader, 'check_reachable', lambda label, fix: None)
 
 
 def test_tfds_mnist_mocked(online):
   import tensorflow_datasets as tfds
   with tfds.testing.mock_data(num_examples=12):
-    splits = {split: data.load_split('mnist', split) for split in data.SPLITS}
+    splits = {split: builtin.load_split('mnist', split) for split in data.SPLITS}
     batch = data.to_float(splits['train'].images[:4], splits['train'].info)
   assert {s: len(v.images) for s, v in splits.items()} == {'train': 10, 'valid': 2, 'test': 12}
   for got in splits.values():
@@ -179,7 +182,7 @@ def test_tfds_mnist_mocked(online):
 def test_tfds_binarized_mnist_mocked(online):
   import tensorflow_datasets as tfds
   with tfds.testing.mock_data(num_examples=12, max_value=2):  # pixels in {0, 1}
-    splits = {split: data.load_split('binarized_mnist', split) for split in data.SPLITS}
+    splits = {split: builtin.load_split('binarized_mnist', split) for split in data.SPLITS}
     batch = data.model_input(splits['valid'].images[:5], splits['valid'].info, True,
                              noise.key(0, 'train_binarize'), 5)
   for got in splits.values():
@@ -194,9 +197,9 @@ def test_tfds_failure_is_a_data_error(monkeypatch, online):
   def offline(*args, **kwargs):
     raise ConnectionError('Failed to resolve storage.googleapis.com\n(retries exhausted)')
 
-  monkeypatch.setattr(tfds, 'load', offline)
+  monkeypatch.setattr(tfds.core.DatasetBuilder, 'download_and_prepare', offline)
   with pytest.raises(data.DataError) as err:
-    data.load_split('mnist', 'test')
+    builtin.load_split('mnist', 'test')
   message = str(err.value)
   assert '\n' not in message and message.startswith('mnist:')
   assert 'ConnectionError' in message and '--data_dir=DIR' in message
@@ -209,7 +212,7 @@ def test_frey_download_failure_is_a_data_error(monkeypatch):
 
   monkeypatch.setattr(tf.keras.utils, 'get_file', offline)
   with pytest.raises(data.DataError, match=r'^frey_face: could not download .*frey_rawface\.mat'):
-    data.load_split('frey_face', 'train')
+    builtin.load_split('frey_face', 'train')
 
 
 # The training order and scaling.
@@ -240,7 +243,7 @@ def test_index_batches_are_a_function_of_the_step():
 
 
 def test_model_input_scales_and_binarize_samples_bernoulli(mnist_dir):
-  split = data.load_split('mnist', 'train', mnist_dir)
+  split = builtin.load_split('mnist', 'train', mnist_dir)
   images = tf.constant(split.images)
   scaled = data.to_float(images, split.info).numpy()
   assert scaled.dtype == np.float32
@@ -264,7 +267,7 @@ def test_model_input_scales_and_binarize_samples_bernoulli(mnist_dir):
 def test_binarize_is_a_no_op_for_binary_data(tmp_path):
   flat = {s: _numbered_images(6, binary=True).reshape(6, 784) for s in data.SPLITS}
   np.savez(tmp_path / 'binarized_mnist.npz', **flat)
-  split = data.load_split('binarized_mnist', 'test', tmp_path)
+  split = builtin.load_split('binarized_mnist', 'test', tmp_path)
   x = data.model_input(split.images, split.info, True, noise.key(0, 'train_binarize'), 6)
   np.testing.assert_array_equal(x.numpy().reshape(6, 784), flat['test'])
 
@@ -283,7 +286,7 @@ def test_missing_files(tmp_path):
                                                'binarized_mnist_valid.amat']),
                           ('frey_face', ['frey_rawface.mat', 'frey_rawface.npz'])):
     with pytest.raises(data.DataError) as err:
-      data.load_split(name, 'train', tmp_path)
+      builtin.load_split(name, 'train', tmp_path)
     _assert_one_line(err)
     message = str(err.value)
     assert message.startswith(f'{name}: no data files found; looked for {tmp_path}')
@@ -294,7 +297,7 @@ def test_missing_files(tmp_path):
 
 def test_missing_data_dir(tmp_path):
   with pytest.raises(data.DataError, match='does not exist') as err:
-    data.load_split('mnist', 'train', tmp_path / 'nowhere')
+    builtin.load_split('mnist', 'train', tmp_path / 'nowhere')
   _assert_one_line(err)
 
 
@@ -302,7 +305,7 @@ def test_bad_magic(mnist_dir):
   path = mnist_dir / 'train-images-idx3-ubyte.gz'
   _write_idx(path, np.zeros((3, 28, 28), np.uint8), 2049)
   with pytest.raises(data.DataError) as err:
-    data.load_split('mnist', 'train', mnist_dir)
+    builtin.load_split('mnist', 'train', mnist_dir)
   _assert_one_line(err)
   assert f'{path} is not an IDX images file: magic number 2049, expected 2051' in str(err.value)
 
@@ -312,50 +315,53 @@ def test_truncated_gzip_and_wrong_size(mnist_dir):
   blob = path.read_bytes()
   path.write_bytes(blob[:len(blob) // 2])
   with pytest.raises(data.DataError, match='cannot read .*t10k-labels-idx1-ubyte.gz') as err:
-    data.load_split('mnist', 'test', mnist_dir)
+    builtin.load_split('mnist', 'test', mnist_dir)
   _assert_one_line(err)
   _write_idx(path, np.zeros(3, np.uint8), 2049)  # 3 labels for 10 images
   with pytest.raises(data.DataError, match='labels have shape'):
-    data.load_split('mnist', 'test', mnist_dir)
+    builtin.load_split('mnist', 'test', mnist_dir)
   with gzip.open(path, 'wb') as f:  # header promises 10 labels, holds 4
     f.write((2049).to_bytes(4, 'big') + (10).to_bytes(4, 'big') + bytes(4))
   with pytest.raises(data.DataError, match='has 12 bytes, expected 18'):
-    data.load_split('mnist', 'test', mnist_dir)
+    builtin.load_split('mnist', 'test', mnist_dir)
 
 
 def test_bad_npz_amat_and_mat(tmp_path):
   np.savez(tmp_path / 'binarized_mnist.npz', train=np.zeros((2, 784), np.uint8))
   with pytest.raises(data.DataError, match='lacks the key.*valid, test'):
-    data.load_split('binarized_mnist', 'train', tmp_path)
+    builtin.load_split('binarized_mnist', 'train', tmp_path)
   np.savez(tmp_path / 'binarized_mnist.npz',
            **{s: np.full((2, 784), 7, np.uint8) for s in data.SPLITS})
   with pytest.raises(data.DataError, match='pixel value 7 found, expected only 0 and 1'):
-    data.load_split('binarized_mnist', 'train', tmp_path)
+    builtin.load_split('binarized_mnist', 'train', tmp_path)
   os.remove(tmp_path / 'binarized_mnist.npz')
   for split in data.SPLITS:
     (tmp_path / f'binarized_mnist_{split}.amat').write_text('0 1 0\n1 1 0\n')
   with pytest.raises(data.DataError, match='6 values on 2 lines, expected 784') as err:
-    data.load_split('binarized_mnist', 'train', tmp_path)
+    builtin.load_split('binarized_mnist', 'train', tmp_path)
   _assert_one_line(err)
   (tmp_path / 'frey_rawface.mat').write_bytes(b'not a MATLAB file')
   with pytest.raises(data.DataError, match='cannot read .*frey_rawface.mat') as err:
-    data.load_split('frey_face', 'train', tmp_path)
+    builtin.load_split('frey_face', 'train', tmp_path)
   _assert_one_line(err)
   scipy.io.savemat(tmp_path / 'frey_rawface.mat', {'ff': np.zeros((28, 500), np.uint8)})
   with pytest.raises(data.DataError, match=r'ff has shape \(28, 500\), expected \(560, N\)'):
-    data.load_split('frey_face', 'train', tmp_path)
+    builtin.load_split('frey_face', 'train', tmp_path)
 
 
 def test_unknown_dataset_and_split(mnist_dir):
   with pytest.raises(data.DataError) as err:
-    data.load_split('cifar10', 'train', mnist_dir)
+    builtin.load_split('cifar10', 'train', mnist_dir)
   _assert_one_line(err)
   assert 'cifar10' in str(err.value) and ', '.join(data.DATASET_NAMES) in str(err.value)
   with pytest.raises(data.DataError):
     data.dataset_info('cifar10')
+  with pytest.raises(data.DataError, match=r"unknown dataset 'fashion_mnst' \(did you mean "
+                                           r"'fashion_mnist'\?\); choose one of"):
+    data.dataset_info('fashion_mnst')
   with pytest.raises(data.DataError, match="unknown split 'validation'; choose one of "
-                                           "train, valid, test") as err:
-    data.load_split('mnist', 'validation', mnist_dir)
+                                           r"train, valid, test \(did you mean 'valid'\?\)") as err:
+    builtin.load_split('mnist', 'validation', mnist_dir)
   _assert_one_line(err)
 
 
@@ -363,9 +369,9 @@ def test_tfds_offline_fails_fast_with_one_line(monkeypatch):
   def unreachable(address, timeout):
     raise OSError('Network is unreachable')
   monkeypatch.setattr(socket, 'create_connection', unreachable)
-  data._CACHE.clear()
+  builtin._CACHE.clear()
   with pytest.raises(data.DataError) as info:
-    data.load_split('mnist', 'train')
+    builtin.load_split('mnist', 'train')
   message = str(info.value)
   assert message.startswith('mnist: it is not in the TFDS cache and storage.googleapis.com')
   assert '--data_dir=DIR holding' in message and '\n' not in message

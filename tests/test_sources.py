@@ -12,6 +12,9 @@ import tensorflow_datasets as tfds
 
 from tfvae import data
 from tfvae import sources
+from tfvae.sources import builtin
+from tfvae.sources import folder
+from tfvae.sources import tfds_reader
 
 tfds.disable_progress_bar()
 
@@ -85,11 +88,11 @@ def tfds_dir(tmp_path_factory):
 def _fresh(tmp_path, monkeypatch):
   """No Source or parsed built-in carries over between tests; the default cache is in tmp_path."""
   sources._SOURCES.clear()
-  data._CACHE.clear()
+  builtin._CACHE.clear()
   monkeypatch.setenv('TFVAE_CACHE_DIR', str(tmp_path / 'env_cache'))
   yield
   sources._SOURCES.clear()
-  data._CACHE.clear()
+  builtin._CACHE.clear()
 
 
 def _error(function, *args, **kwargs):
@@ -138,6 +141,12 @@ def test_parse_spec():
   for bad in ('foo:bar', 'tfds:', 'tfds:Bad Name', 'folder:', 'cifar10', 'tfds:a:1.0'):
     message = _error(sources.parse_spec, bad)
     assert repr(bad) in message and 'tfds:NAME[/CONFIG][:VERSION]' in message
+  # "did you mean" for a misspelt built-in or kind, and a bare TFDS name.
+  assert '(did you mean mnist?)' in _error(sources.parse_spec, 'mnsit')
+  assert '(did you mean folder:/data/x?)' in _error(sources.parse_spec, 'fodler:/data/x')
+  assert '(did you mean npz:x.npz?)' in _error(sources.parse_spec, 'npzz:x.npz')
+  assert '(a TFDS dataset is tfds:cifar10)' in _error(sources.parse_spec, 'cifar10')
+  assert 'did you mean' not in _error(sources.parse_spec, 'tfds:')
 
 
 def test_fit_images_crop_resize_and_channels():
@@ -218,26 +227,22 @@ def test_folder_split_folders_png_and_jpeg(tmp_path):
   np.testing.assert_array_equal(splits['test'].images[:, 0, 0, 0], [4, 5])
 
 
-def test_folder_mixed_channels_and_sizes(tmp_path):
-  mixed = tmp_path / 'mixed'
-  _write_image(mixed / 'a.png', np.full((13, 17, 1), 50))
-  _write_image(mixed / 'b.png', np.full((13, 17, 1), 60))
-  _write_image(mixed / 'c.png', np.full((13, 17, 3), 70))
-  message = _error(lambda: sources.make_source(f'folder:{mixed}').info)
-  assert 'a.png is 13x17x1' in message and 'c.png is 13x17x3' in message
-  assert 'channels=1' in message and 'channels=3' in message
-  _, splits = _load_all(f'folder:{mixed}', channels=3)
-  assert all(s.images.shape[1:] == (13, 17, 3) for s in splits.values())
-
-  sizes = tmp_path / 'sizes'
-  _write_image(sizes / 'a.png', np.full((13, 17, 1), 1))
-  _write_image(sizes / 'b.png', np.full((10, 10, 1), 1))
-  _write_image(sizes / 'c.png', np.full((13, 17, 1), 0))
-  message = _error(lambda: sources.make_source(f'folder:{sizes}').info)
-  assert 'a.png is 13x17x1' in message and 'b.png is 10x10x1' in message
-  assert 'image_size=N' in message
-  source = sources.make_source(f'folder:{sizes}', image_size=8)
-  assert source.info.image_shape == (8, 8, 1) and source.info.binary  # pixels 0 and 1 only
+@pytest.mark.parametrize('shapes, second, fixes, knobs, fitted', [
+    ([(13, 17, 1), (13, 17, 1), (13, 17, 3)], 'c.png is 13x17x3', ('channels=1', 'channels=3'),
+     {'channels': 3}, (13, 17, 3)),
+    ([(13, 17, 1), (10, 10, 1), (13, 17, 1)], 'b.png is 10x10x1', ('image_size=N',),
+     {'image_size': 8}, (8, 8, 1))])
+def test_folder_of_mixed_shapes(tmp_path, shapes, second, fixes, knobs, fitted):
+  root = tmp_path / 'mixed'
+  for name, shape, value in zip('abc', shapes, (1, 1, 0)):
+    _write_image(root / f'{name}.png', np.full(shape, value))
+  message = _error(lambda: sources.make_source(f'folder:{root}').info)
+  assert 'a.png is 13x17x1' in message and second in message
+  assert all(fix in message for fix in fixes)
+  source, splits = _load_all(f'folder:{root}', **knobs)
+  assert all(s.images.shape[1:] == fitted for s in splits.values())
+  # Pixels 0 and 1 only, but a PNG holds intensities: binary is declared, never guessed.
+  assert not source.info.binary
   assert not any('.tmp-' in name for name in os.listdir(tmp_path / 'env_cache'))
 
 
@@ -317,9 +322,28 @@ def test_npz_errors(tmp_path):
   assert 'test_labels' in _error(sources.make_source, f'npz:{tmp_path / "partial.npz"}')
   (tmp_path / 'junk.npz').write_text('not a zip')
   assert 'junk.npz' in _error(sources.make_source, f'npz:{tmp_path / "junk.npz"}')
+  np.savez(tmp_path / 'mixed.npz', train=np.zeros((5, 4, 4), bool),
+           test=np.zeros((2, 4, 4), np.uint8))
+  message = _error(sources.make_source, f'npz:{tmp_path / "mixed.npz"}')
+  assert 'train is bool (binary) but test is uint8' in message
   np.save(tmp_path / 'two_images.npy', np.zeros((2, 4, 4), np.uint8))
   message = _error(lambda: sources.make_source(f'npy:{tmp_path / "two_images.npy"}').info)
   assert 'need at least 3' in message
+
+
+def test_bool_arrays_are_binary(tmp_path):
+  """Binary is declared (a bool array), never guessed: uint8 0/1 values are intensities."""
+  pixels = np.random.RandomState(2).rand(12, 3, 4) < 0.5
+  np.save(tmp_path / 'bool.npy', pixels)
+  np.save(tmp_path / 'uint8.npy', pixels.astype(np.uint8))
+  as_bool, bool_splits = _load_all(f'npy:{tmp_path / "bool.npy"}', cache_dir=tmp_path / 'c')
+  as_uint8 = sources.make_source(f'npy:{tmp_path / "uint8.npy"}', cache_dir=tmp_path / 'c')
+  assert as_bool.info.binary and not as_uint8.info.binary
+  for split, ids in _carved(12).items():
+    np.testing.assert_array_equal(bool_splits[split].images[..., 0], pixels[ids])
+    assert bool_splits[split].images.dtype == np.uint8
+  with open(os.path.join(as_bool.cache_folder, 'info.json'), encoding='utf-8') as f:
+    assert json.load(f)['binary'] is True
 
 
 # The cache.
@@ -337,8 +361,8 @@ def test_cache_is_reused_and_keyed(tmp_path, monkeypatch):
     assert json.load(f)['split_sizes'] == {'train': 3, 'valid': 1, 'test': 1}
 
   decoded = []
-  decode = sources._decode_image
-  monkeypatch.setattr(sources, '_decode_image', lambda path: decoded.append(path) or decode(path))
+  decode = folder.decode_image
+  monkeypatch.setattr(folder, 'decode_image', lambda path: decoded.append(path) or decode(path))
   sources._SOURCES.clear()
   again = sources.make_source(f'folder:{root}', cache_dir=cache)
   np.testing.assert_array_equal(again.split('train').images, train)
@@ -368,15 +392,15 @@ def test_builtin_is_data_load_split(tmp_path):
   np.savez(tmp_path / 'binarized_mnist.npz', **flat)
   cache = tmp_path / 'cache'
   source = sources.make_source('binarized_mnist', data_dir=tmp_path, cache_dir=cache)
-  assert source.info == data.load_split('binarized_mnist', 'train', tmp_path).info
+  assert source.info == builtin.load_split('binarized_mnist', 'train', tmp_path).info
   for split in data.SPLITS:
-    assert source.split(split).images is data.load_split('binarized_mnist', split,
+    assert source.split(split).images is builtin.load_split('binarized_mnist', split,
                                                          tmp_path).images
   assert not cache.exists()  # nothing prepared until a file is asked for
   for split in data.SPLITS:
     written = np.load(source.split_file(split))
     assert written.dtype == np.uint8
-    np.testing.assert_array_equal(written, data.load_split('binarized_mnist', split,
+    np.testing.assert_array_equal(written, builtin.load_split('binarized_mnist', split,
                                                            tmp_path).images)
 
 
@@ -390,7 +414,7 @@ def test_builtin_fitted(tmp_path):
   assert source.info.image_shape == (32, 32, 3) and source.info.num_classes == 10
   assert source.info.split_sizes == {'train': 50, 'valid': 10, 'test': 7}
   for split, got in splits.items():
-    native = data.load_split('mnist', split, tmp_path)
+    native = builtin.load_split('mnist', split, tmp_path)
     np.testing.assert_array_equal(got.images, sources.fit_images(native.images, 32, 3))
     np.testing.assert_array_equal(got.labels, native.labels)
 
@@ -451,10 +475,12 @@ def test_tfds_errors(tfds_dir, tmp_path, monkeypatch):
   assert 'tfvae_no_images' in message and 'vector' in message and 'label' in message
   message = _error(sources.make_source, 'tfds:no_such_dataset_xyz', data_dir=tfds_dir)
   assert "'no_such_dataset_xyz'" in message and tfds_dir in message
+  message = _error(sources.make_source, 'tfds:svhn_croped', data_dir=tfds_dir)
+  assert "TFDS has no dataset 'svhn_croped' (did you mean 'svhn_cropped'?)" in message
 
   def unreachable(*args, **kwargs):
     raise OSError('network is unreachable')
 
-  monkeypatch.setattr(sources.socket, 'create_connection', unreachable)
+  monkeypatch.setattr(tfds_reader.socket, 'create_connection', unreachable)
   message = _error(sources.make_source, 'tfds:mnist', data_dir=tmp_path / 'empty_tfds')
   assert 'not in the TFDS cache' in message and '--data_dir' in message

@@ -118,23 +118,21 @@ def test_uint8_images_are_scaled(trained, images):
   as_uint8 = np.round(images * 255).astype(np.uint8)
   np.testing.assert_array_equal(trained.encode(as_uint8, seed=1)[2],
                                 trained.encode(images, seed=1)[2])
-  # 0/1 data given as uint8 stay 0/1 (binarised MNIST's own dtype).
-  np.testing.assert_array_equal(trained.encode(images.astype(np.uint8), seed=1)[2],
-                                trained.encode(images, seed=1)[2])
+  assert not trained.binary  # MNIST: uint8 are intensities, 0/1 values too (nothing guessed)
 
 
 def test_log_likelihood_calls_evaluation(trained, images, monkeypatch):
   calls = []
 
-  def log_likelihood(model, x, num_samples, seed):
-    calls.append((model, x.shape, num_samples, seed))
+  def log_likelihood(model, x, num_samples, seed, info, binarize):
+    calls.append((model, x.shape, num_samples, seed, info.binary, binarize))
     return tf.fill([x.shape[0]], -1.5)
 
   monkeypatch.setitem(sys.modules, 'tfvae.evaluation',
                       types.SimpleNamespace(log_likelihood=log_likelihood))
   monkeypatch.setattr('tfvae.evaluation', sys.modules['tfvae.evaluation'], raising=False)
   np.testing.assert_array_equal(trained.log_likelihood(images, 12), [-1.5] * 5)
-  assert calls == [(trained.model, (5, 28, 28, 1), 12, 0)]
+  assert calls == [(trained.model, (5, 28, 28, 1), 12, 0, False, True)]  # mnist_fc_z2 binarises
 
 
 def test_saved_model_source_agrees_with_checkpoint(trained, images, mnist_z2_run, tmp_path):

@@ -135,16 +135,19 @@ def _batch_fn(model, num_samples, chunk_size, info=None, binarize=False):
   return batch_fn
 
 
-def log_likelihood(model, x, num_samples, seed=0, chunk_size=None, example_ids=None):
+def log_likelihood(model, x, num_samples, seed=0, chunk_size=None, example_ids=None,
+                   info=None, binarize=False):
   """The importance-weighted estimate of log p(x) [B] (nats) for float images x [B, H, W, C]
   in [0, 1]: logmeanexp over num_samples samples z_k ~ q(z|x) of the log-weights, chunk_size
-  samples per image at a time. example_ids [B] (default 0..B-1) index the noise."""
+  samples per image at a time. example_ids [B] (default 0..B-1) index the noise. With `info`
+  (the dataset's data.DatasetInfo) and `binarize`, x is binarised first as evaluate_split
+  binarises a split (greyscale data trained with binarize=true)."""
   x = tf.convert_to_tensor(x, tf.float32)
   batch = int(x.shape[0])
   if example_ids is None:
     example_ids = np.arange(batch)
   _, chunk_size = chunk_plan(num_samples, batch, chunk_size=chunk_size, model=model)
-  fn = _batch_fn(model, num_samples, chunk_size)
+  fn = _batch_fn(model, num_samples, chunk_size, info, binarize)
   return fn(x, tf.constant(example_ids, tf.int64), tf.constant(seed, tf.int64))[0]
 
 

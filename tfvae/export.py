@@ -77,7 +77,7 @@ class VAEModule(tf.Module):
     self.metadata_json = json.dumps({
         'config': run.config.name, 'dataset': run.config.dataset,
         'hparams': run.hparams.values(), 'step': int(step),
-        'image_shape': list(model.image_shape), 'z_size': model.z_size,
+        'image_shape': list(model.image_shape), 'binary': run.binary, 'z_size': model.z_size,
         'groups': [{'name': g.name, 'shape': list(g.shape)} for g in model.groups],
         'tfvae_version': __version__,
         'noise': "Philox4x32-10 counter-based (tfvae.noise): eps of row b from "
@@ -222,7 +222,8 @@ def load_run(export_dir):
   metadata = read_metadata(export_dir)
   config = configs.get_config(metadata['config'])
   run = Run(dataclasses.replace(config, dataset=metadata['dataset']),
-            config.hparams.override(**metadata['hparams']), tuple(metadata['image_shape']))
+            config.hparams.override(**metadata['hparams']), tuple(metadata['image_shape']),
+            metadata.get('binary'))
   model = config.build_model(run.hparams, run.image_shape)
   model.build_variables()
   # The SavedModel's variables are a checkpoint of VAEModule, whose `model` is the VAE.

@@ -1,7 +1,7 @@
 """The layout of a run directory, and the record of the run saved in it.
 
-    RUN_DIR/config.json   config name, dataset spec, image shape, final hparams, and the
-                          --data_dir and --cache_dir it was trained with
+    RUN_DIR/config.json   config name, dataset spec, image shape, binary, final hparams, and
+                          the --data_dir and --cache_dir it was trained with
     RUN_DIR/train/        checkpoints and training summaries
     RUN_DIR/best/         the checkpoint with the best validation ELBO (early stopping)
     RUN_DIR/eval/         evaluation summaries
@@ -39,13 +39,20 @@ class RunDirError(UserError):
 
 @dataclasses.dataclass(frozen=True)
 class Run:
-  """What a run trains: its config (with the run's dataset spec), hparams and image shape,
-  and where its data was read from (None: the default)."""
+  """What a run trains: its config (with the run's dataset spec), hparams, image shape,
+  whether its dataset is binary (uint8 0/1, not intensities; the source's info.binary; None:
+  as the spec declares it, for records from before it was kept), and where its data was read
+  from (None: the default)."""
   config: configs.Config
   hparams: object
   image_shape: tuple
+  binary: bool | None = None
   data_dir: str | None = None
   cache_dir: str | None = None
+
+  def __post_init__(self):
+    if self.binary is None:
+      object.__setattr__(self, 'binary', sources.specs.declared_binary(self.config.dataset))
 
 
 def _absolute(path):
@@ -96,7 +103,8 @@ class RunDir:
     """Writes config.json for `run` (a Run)."""
     tf.io.gfile.makedirs(self.path)
     record = {'config': run.config.name, 'dataset': run.config.dataset,
-              'image_shape': list(run.image_shape), 'hparams': run.hparams.values(),
+              'image_shape': list(run.image_shape), 'binary': run.binary,
+              'hparams': run.hparams.values(),
               'data_dir': _absolute(run.data_dir), 'cache_dir': _absolute(run.cache_dir),
               'tfvae_version': __version__}
     checkpoints.write_atomically(self.config_path,
@@ -117,7 +125,7 @@ class RunDir:
       image_shape = record.get('image_shape') or data.dataset_info(config.dataset).image_shape
       return Run(dataclasses.replace(config, dataset=dataset),
                  config.hparams.override(**record['hparams']), tuple(image_shape),
-                 record.get('data_dir'), record.get('cache_dir'))
+                 record.get('binary'), record.get('data_dir'), record.get('cache_dir'))
     except (ValueError, KeyError, TypeError, AttributeError, tf.errors.OpError) as e:
       raise RunDirError(f'{self.config_path} is not a readable tfvae run record '
                         f'({type(e).__name__}: {" ".join(str(e).split())})') from None

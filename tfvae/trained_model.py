@@ -5,9 +5,12 @@
     mean, stddev, z = model.encode(x)                         # x [B, H, W, C]
     images = model.sample(16, temperature=0.5, seed=1)
 
-Images are float in [0, 1], or uint8 0..255, which are scaled by 1/255 (binary 0/1 data as
-uint8 too); any other values, NaN or infinity are a one-line UserError. Both sources run the
-same functions (tfvae.export.VAEModule), so they agree exactly.
+Images are float in [0, 1], or uint8 as the run's dataset holds them: intensities 0..255,
+scaled by 1/255, or 0/1 for a binary dataset (binarized_mnist, a bool array), taken as they
+are; whether it is binary is recorded with the run, never guessed from the values. Any other
+values, NaN or infinity are a one-line UserError. Both sources run the same functions
+(tfvae.export.VAEModule), so they agree exactly. `log_likelihood` scores images as
+bin/evaluate.py does, binarising them first for a binarize=true run.
 """
 
 import json
@@ -15,8 +18,10 @@ import json
 import numpy as np
 import tensorflow as tf
 
+from tfvae import data
 from tfvae import export
 from tfvae.errors import UserError
+from tfvae.sources import specs
 
 INTERPOLATION_METHODS = ('linear', 'slerp')
 
@@ -37,8 +42,8 @@ class TrainedModel:
   Give run_dir (with an optional checkpoint path; default the latest) or saved_model_dir.
   Attributes: config_name, dataset, hparams (dict), step, image_shape (H, W, C), z_size
   (every latent group's dimensions together), groups (the latent groups, top first, as
-  (name, size) pairs; one group for the paper's model), and model (the tfvae.model.VAE, or
-  None for a SavedModel).
+  (name, size) pairs; one group for the paper's model), binary (whether the dataset's uint8
+  values are 0/1) and model (the tfvae.model.VAE, or None for a SavedModel).
   """
 
   def __init__(self, run_dir=None, checkpoint=None, saved_model_dir=None):
@@ -68,6 +73,8 @@ class TrainedModel:
     self.z_size = metadata['z_size']
     self.groups = [(g['name'], int(np.prod(g['shape']))) for g in metadata.get(
         'groups', [{'name': 'z', 'shape': [self.z_size]}])]
+    binary = metadata.get('binary')  # exports from before it was recorded: as the spec says
+    self.binary = specs.declared_binary(self.dataset) if binary is None else binary
 
   @classmethod
   def from_run_dir(cls, run_dir, checkpoint=None):
@@ -84,14 +91,17 @@ class TrainedModel:
     return {k: v.numpy() for k, v in self._functions[name](**inputs).items()}
 
   def _images(self, x):
-    """x as a float32 tensor in [0, 1] (uint8 scaled by 1/255, 0/1 data kept), or a one-line
-    UserError unless its shape is [B, H, W, C] and its values finite and in range."""
+    """x as a float32 tensor in [0, 1] (uint8 scaled by 1/255, a binary dataset's kept), or a
+    one-line UserError unless its shape is [B, H, W, C] and its values finite and in range."""
     array = np.asarray(x)
     if array.ndim != 4 or array.shape[1:] != self.image_shape or not len(array):
       raise UserError(f'images have shape {array.shape}; {self.config_name} expects '
                       f'[batch >= 1, {", ".join(map(str, self.image_shape))}]')
     if array.dtype == np.uint8:
-      array = array.astype(np.float32) / (1.0 if array.max() <= 1 else 255.0)
+      if self.binary and array.max() > 1:
+        raise UserError(f'uint8 images hold the value {array.max()}, but {self.dataset} is '
+                        'binary: give its 0/1 values, or float images in [0, 1]')
+      array = array.astype(np.float32) / (1.0 if self.binary else 255.0)
     elif not (np.issubdtype(array.dtype, np.floating) or array.dtype == bool):
       raise UserError(f'images have dtype {array.dtype}; give float images in [0, 1] or '
                       'uint8 in 0..255')
@@ -179,11 +189,16 @@ class TrainedModel:
       z = slerp(mean[0], mean[1], t)
     return self.decode(z)
 
-  def log_likelihood(self, x, num_samples):
-    """Importance-weighted estimate of log p(x) [B] in nats, from num_samples samples of q."""
+  def log_likelihood(self, x, num_samples, seed=0):
+    """Importance-weighted estimate of log p(x) [B] in nats, from num_samples samples of q:
+    bin/evaluate.py's estimate of the same images at the same seed, image i keyed as example
+    i of a split. A binarize=true run scores x ~ Bernoulli(x) drawn as the evaluator draws it
+    (binary data pass as they are)."""
     if self.model is None:
       raise UserError('log_likelihood needs the checkpoint: a SavedModel has no '
                       'log_likelihood signature; load TrainedModel(run_dir=...) instead')
     from tfvae import evaluation  # pylint: disable=import-outside-toplevel
-    ll = evaluation.log_likelihood(self.model, self._images(x), num_samples, seed=0)
+    info = data.DatasetInfo(self.dataset, self.image_shape, self.binary, None, {})
+    ll = evaluation.log_likelihood(self.model, self._images(x), num_samples, seed=seed,
+                                   info=info, binarize=bool(self.hparams.get('binarize')))
     return np.asarray(ll)

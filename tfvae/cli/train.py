@@ -118,7 +118,8 @@ def main():
       checkpoint_every_secs=FLAGS.checkpoint_every_secs,
       image_every_n_steps=FLAGS.image_every_n_steps,
       max_train_seconds=FLAGS.max_train_minutes * 60)
-  record = Run(config, hparams, source.info.image_shape, data_dir, cache_dir)
+  record = Run(config, hparams, source.info.image_shape, source.info.binary, data_dir=data_dir,
+               cache_dir=cache_dir)
   reason = trainer.train(FLAGS.num_steps, hooks, record=record)
   if FLAGS.export_dir and trainer.is_chief and reason != 'signal':
     from tfvae import export  # pylint: disable=import-outside-toplevel
