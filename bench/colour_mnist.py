@@ -20,6 +20,7 @@ from absl import flags  # pylint: disable=g-import-not-at-top,wrong-import-order
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-order
 import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-order
 
+from tfvae.errors import UserError  # pylint: disable=g-import-not-at-top
 from tfvae.sources import builtin  # pylint: disable=g-import-not-at-top
 
 FLAGS = flags.FLAGS
@@ -44,7 +45,7 @@ def colourise(images, rng):
 
 def main():
   if not FLAGS.out_dir:
-    raise ValueError('--out_dir is required')
+    raise UserError('--out_dir is required')
   rng = np.random.RandomState(FLAGS.seed)
   for split, count in (('train', FLAGS.num_train), ('test', FLAGS.num_test)):
     source = builtin.load_split('mnist', split, FLAGS.data_dir)

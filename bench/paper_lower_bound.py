@@ -37,6 +37,7 @@ from tfvae import hooks  # pylint: disable=g-import-not-at-top
 from tfvae import plots  # pylint: disable=g-import-not-at-top
 from tfvae import sources  # pylint: disable=g-import-not-at-top
 from tfvae import training  # pylint: disable=g-import-not-at-top
+from tfvae.errors import UserError  # pylint: disable=g-import-not-at-top
 from tfvae.run_dir import Run  # pylint: disable=g-import-not-at-top
 from tfvae.run_dir import RunDir  # pylint: disable=g-import-not-at-top
 
@@ -91,7 +92,7 @@ def run(config, hparams, z_sizes, num_steps, out_dir, data_dir=None, num_evals=1
     hp = hparams.override(z_size=z_size)
     run_dir = RunDir(os.path.join(out_dir, f'z{z_size}'))
     if tf.train.latest_checkpoint(run_dir.train_dir):
-      raise ValueError(f'{run_dir.path} already holds a run; pass a new --out_dir')
+      raise UserError(f'{run_dir.path} already holds a run; pass a new --out_dir')
     run_dir.save(Run(config, hp, source.info.image_shape, source.info.binary))
     trainer = training.Trainer(config, hp, run_dir, source, seed=seed)
     start = time.time()
@@ -130,7 +131,7 @@ def main():
     try:
       z_sizes = [int(z) for z in FLAGS.z_sizes]
     except ValueError:
-      raise ValueError(f'--z_sizes wants integers, got {",".join(FLAGS.z_sizes)}') from None
+      raise UserError(f'--z_sizes wants integers, got {",".join(FLAGS.z_sizes)}') from None
   else:
     z_sizes = DEFAULT_Z_SIZES.get(config.dataset, PAPER_Z_SIZES)
   num_steps = FLAGS.num_steps or max(1, FLAGS.budget_examples // hparams.batch_size)

@@ -72,8 +72,8 @@ def for_model(dataset, hparams, image_shape, data_dir=None, cache_dir=None):
   source = make_source(dataset, data_dir=data_dir, cache_dir=cache_dir,
                        image_size=values.get('image_size', 0), channels=values.get('channels', 0))
   if tuple(source.info.image_shape) != tuple(image_shape):
-    raise ValueError(f'dataset {dataset!r} has images of shape {tuple(source.info.image_shape)}, '
-                     f'but the model takes {tuple(image_shape)}; pass a --dataset of that shape')
+    raise DataError(f'dataset {dataset!r} has images of shape {tuple(source.info.image_shape)}, '
+                    f'but the model takes {tuple(image_shape)}; pass a --dataset of that shape')
   return source
 
 

@@ -21,9 +21,9 @@ _LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R BT.601 luminance we
 def check_knobs(image_size: int, channels: int) -> None:
   """ValueError unless image_size >= 0 and channels is 0, 1 or 3."""
   if not isinstance(image_size, (int, np.integer)) or image_size < 0:
-    raise ValueError(f'image_size={image_size!r}: use 0 (native size) or a positive side length')
+    raise DataError(f'image_size={image_size!r}: use 0 (native size) or a positive side length')
   if channels not in (0, 1, 3):
-    raise ValueError(f'channels={channels!r}: use 0 (native), 1 (greyscale) or 3 (RGB)')
+    raise DataError(f'channels={channels!r}: use 0 (native), 1 (greyscale) or 3 (RGB)')
 
 
 def fitted_shape(shape: tuple, image_size: int, channels: int) -> tuple:
