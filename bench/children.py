@@ -15,9 +15,19 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+class Line(str):
+  """A line a child printed, with `time`: when it arrived (time.time()). The tools' progress
+  lines carry no timestamp of their own."""
+
+  def __new__(cls, text, arrived):
+    line = super().__new__(cls, text)
+    line.time = arrived
+    return line
+
+
 def run_child(cmd, timeout, verbose=False):
   """Runs cmd from the repository root, killed after `timeout` seconds; returns (output
-  lines, return code, seconds, peak RSS in bytes: ru_maxrss of this one child, from
+  lines (Line: each with its arrival time), return code, seconds, peak RSS in bytes: ru_maxrss of this one child, from
   os.wait4). With verbose, echoes the command and its output."""
   if verbose:
     print('  $ ' + ' '.join(cmd), flush=True)
@@ -29,7 +39,7 @@ def run_child(cmd, timeout, verbose=False):
   lines, usage = [], None
   try:
     for line in proc.stdout:
-      lines.append(line.rstrip('\n'))
+      lines.append(Line(line.rstrip('\n'), time.time()))
       if verbose:
         print('    ' + lines[-1], flush=True)
     _, status, usage = os.wait4(proc.pid, 0)

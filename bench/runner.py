@@ -58,9 +58,8 @@ ARCHS = {
     'binarize': dict(PAPER, config='mnist_fc', hparams='', rough_rate=25000),
 }
 LOG_EVERY = 100  # the trainer's default --log_every_n_steps
-# "I1122 05:30:03.053728 1401... training.py:275] step 200/600  loss ...  21769 examples/sec"
-LOG_LINE = re.compile(r'^I(\d{4}) (\d\d):(\d\d):(\d\d\.\d+) .*\] step (\d+)/(\d+) .*?'
-                      r'([\d.]+) examples/sec')
+# "step 200/600  loss 98.765  ...  21769 examples/sec  0:00:03 left" (a plain progress line)
+LOG_LINE = re.compile(r'^step (\d+)/(\d+) .*?([\d.]+) examples/sec')
 GIB = 1024.0 ** 3
 FIGURES = ('window', 'span', 'process')
 
@@ -122,17 +121,13 @@ def tfvae_steps(arch):
 
 def parse_tfvae(lines):
   """[(step, seconds since the first line, examples/sec)] from the trainer's log lines."""
-  rows, base, last = [], None, None
+  rows, base = [], None
   for line in lines:
     m = LOG_LINE.match(line)
     if not m:
       continue
-    t = int(m.group(2)) * 3600 + int(m.group(3)) * 60 + float(m.group(4))
-    if last is not None and t < last - 43200:  # past midnight
-      t += 86400
-    last = t
-    base = t if base is None else base
-    rows.append((int(m.group(5)), t - base, float(m.group(7))))
+    base = line.time if base is None else base  # children.Line: when the line arrived
+    rows.append((int(m.group(1)), line.time - base, float(m.group(3))))
   return rows
 
 

@@ -78,7 +78,7 @@ flags.DEFINE_string('tfvae_python', sys.executable, 'Python with tfvae installed
 flags.DEFINE_boolean('verbose', False, 'Echo the children\'s output.')
 
 # "I1122 05:30:03.053728 1401... hooks.py:74] step 200/600  loss ...  21769 examples/sec ..."
-LOG_LINE = re.compile(r'\] step (\d+)/(\d+) .*?([\d.]+) examples/sec')
+LOG_LINE = re.compile(r'^step (\d+)/(\d+) .*?([\d.]+) examples/sec')
 STREAMING_LINE = 'streaming it from'
 
 
