@@ -271,3 +271,16 @@ def test_an_interrupt_returns_the_model_at_its_checkpoint(images, tmp_path, monk
   assert model.step == 5
   assert 'Stopped by signal at step 5; checkpoint saved.' in capsys.readouterr().out
   assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_bool_images_are_saved_as_binary_data(images, tmp_path):
+  """bool arrays (and tf.data of bool) declare binary data: saved as bool, read as 0/1; uint8
+  stays intensities."""
+  bits = images > 127
+  for name, dataset in (('array', bits), ('tf_data', tf.data.Dataset.from_tensor_slices(bits))):
+    spec = run_data.spec_for(dataset, RunDir(str(tmp_path / name)))
+    assert np.load(spec[len('npy:'):]).dtype == np.bool_
+    source = sources.make_source(spec, cache_dir=str(tmp_path / 'cache'))
+    assert source.info.binary and source.split('train').images.max() == 1
+  spec = run_data.spec_for(bits.astype(np.uint8), RunDir(str(tmp_path / 'uint8')))
+  assert not sources.make_source(spec, cache_dir=str(tmp_path / 'cache')).info.binary

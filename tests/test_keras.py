@@ -1,6 +1,7 @@
 """tfvae.keras_model: a keras.Model on model.py's objective, trained by fit, equal to the
 trainer step for step, with Keras's callbacks, and saved as a run every tool opens."""
 
+import json
 import math
 import os
 
@@ -70,7 +71,7 @@ def test_fit_minimises_the_trainers_loss_step_for_step(images, tmp_path, name, e
   every step of one fit, and the same weights after its three updates (clipping, Adam, the
   decaying rate, and their Polyak averages, which fit leaves in the model when it ends)."""
   if name.startswith('binarized'):
-    images = (images > 127).astype(np.uint8)
+    images = images > 127  # bool: binary data, as the trainer reads it
   np.save(tmp_path / 'x.npy', images)
   config = configs.get_config(name)
   hparams = config.hparams.parse(HPARAMS + extra)
@@ -148,7 +149,9 @@ def test_save_run_opens_everywhere(images, tmp_path, capsys):
   model = tfvae.keras_model('mnist_fc', HPARAMS, image_shape=SHAPE)
   model.compile(jit_compile=False)
   model.fit(images, batch_size=BATCH, epochs=1, verbose=0)
-  run_dir = model.save_run(str(tmp_path / 'run'), dataset=images)
+  run_dir = model.save_run(str(tmp_path / 'run'), dataset=images, cache_dir=str(tmp_path / 'c'))
+  record = json.load(open(os.path.join(run_dir, 'config.json')))
+  assert record['cache_dir'] == str(tmp_path / 'c') and record['binary'] is False
 
   trained = tfvae.TrainedModel(run_dir=run_dir)
   assert trained.step == 6 and trained.config_name == 'mnist_fc'
@@ -167,9 +170,9 @@ def test_save_run_opens_everywhere(images, tmp_path, capsys):
   for ours, theirs in zip(state.optimizer.variables, model.optimizer.variables):
     np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
 
-  resumed = tfvae.train(run_dir=run_dir, num_steps=8, cache_dir=str(tmp_path / 'cache'),
-                        image_every_n_steps=0, log_every_n_steps=2)
-  assert resumed.step == 8
+  resumed = tfvae.train(run_dir=run_dir, num_steps=8, image_every_n_steps=0,
+                        log_every_n_steps=2)  # the recorded cache_dir
+  assert resumed.step == 8 and os.listdir(tmp_path / 'c')  # read through the recorded cache
   assert 'Resuming from' in capsys.readouterr().out
 
 
@@ -177,8 +180,12 @@ def test_save_run_refuses_what_does_not_fit(images, tmp_path):
   model = tfvae.keras_model('mnist_fc', HPARAMS, image_shape=SHAPE)
   with pytest.raises(UserError, match=r'mnist have shape \(28, 28, 1\); the model takes'):
     model.save_run(str(tmp_path / 'a'))  # the config's mnist: 28x28
-  with pytest.raises(UserError, match='are 0/1 data, but the model was made with binary=False'):
-    model.save_run(str(tmp_path / 'b'), dataset=(images > 0).astype(np.uint8))
+  with pytest.raises(UserError, match='are binary .0/1. data, but the model was made with '
+                     'binary=False'):
+    model.save_run(str(tmp_path / 'b'), dataset=images > 0)  # bool: declared binary
+  binary = tfvae.keras_model('binarized_mnist_fc', HPARAMS, image_shape=SHAPE)
+  with pytest.raises(UserError, match='are not binary .* give them as a bool array'):
+    binary.save_run(str(tmp_path / 'b'), dataset=(images > 0).astype(np.uint8))
   with pytest.raises(UserError, match=r'images have shape \(8, 8, 1\); the model takes'):
     model.save_run(str(tmp_path / 'b'), dataset=tf.data.Dataset.from_tensor_slices(
         np.zeros((5, 8, 8), np.uint8)))
@@ -200,13 +207,19 @@ def test_custom_optimizer_saves_a_fresh_one_of_the_configs(images, tmp_path):
 
 
 def test_binary_data_is_taken_as_it_is():
-  """binarized_mnist configs take uint8 0/1 as they are; the others scale by 1/255."""
+  """Binary data (a binarized_mnist config's uint8, or bool) pass as they are; other uint8 is
+  scaled by 1/255 (and, with binarize, binarised)."""
   assert tfvae.keras_model('binarized_mnist_fc', HPARAMS).binary
-  assert not tfvae.keras_model('mnist_fc', HPARAMS).binary
-  ones = np.ones((2, 28, 28, 1), np.uint8)
+  grey = tfvae.keras_model('mnist_fc', HPARAMS)  # binarize=true
+  assert not grey.binary
+  ones, rows = np.ones((2, 28, 28, 1), np.uint8), tf.range(2)
   binary = tfvae.keras_model('binarized_mnist_fc', HPARAMS)
-  np.testing.assert_array_equal(binary._model_input(tf.constant(ones), 'eval_binarize',  # pylint: disable=protected-access
-                                                    tf.range(2), 0), ones)
+  for model, x in ((binary, ones), (grey, ones.astype(bool))):
+    np.testing.assert_array_equal(
+        model._model_input(tf.constant(x), 'eval_binarize', rows, 0), ones)  # pylint: disable=protected-access
+  scaled = grey._intensities(tf.constant(ones * 255))  # pylint: disable=protected-access
+  np.testing.assert_array_equal(scaled, ones)
+  assert 0 < np.mean(grey._model_input(tf.constant(ones * 128), 'eval_binarize', rows, 0)) < 1  # pylint: disable=protected-access
 
 
 @pytest.mark.parametrize('call, message', [

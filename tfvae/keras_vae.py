@@ -9,7 +9,8 @@
 A step of `fit` is the trainer's step (tfvae.train_step) on one replica: for the batch x [B, ...]
 at step s (the model's own counter, `step`),
 
-    x   <- uint8 / 255 (binary data: as is), Bernoulli-binarised when hparams.binarize
+    x   <- uint8 / 255 (binary data, bool or binary=True: as is), Bernoulli-binarised when
+           hparams.binarize
            (noise.bernoulli, stream 'train_binarize', rows 0..B-1, step s)
     eps  = noise.normal('train_posterior', rows 0..B-1, num_samples, z_size, step s)
     loss = VAE.compute_losses(x, s, eps).loss
@@ -64,15 +65,16 @@ def _image_shape(config, hparams, image_shape):
 def keras_model(config, hparams=None, *, image_shape=None, binary=None, seed=0):
   """A KerasVAE of `config` (a name or tfvae.configs.Config) with `hparams` (a string
   'a=1,b=2', a dict or HParams) for images of image_shape (H, W, C; default: the config's
-  built-in dataset's). binary: uint8 inputs are 0/1 (taken as they are, not scaled by 1/255);
-  default: whether the config's dataset is binarized_mnist. seed: the noise, and Keras's
+  built-in dataset's). binary: uint8 inputs are 0/1 (taken as they are, not scaled by 1/255;
+  bool inputs always are); default: whether the config's dataset is declared binary
+  (binarized_mnist). seed: the noise, and Keras's
   seed for the initial weights (keras.utils.set_random_seed), which are then those tfvae.train
   starts from with the same seed."""
   config = configs.get_config(api.config_name(config))
   hparams = api.apply_hparams(config.hparams, hparams)
   shape = _image_shape(config, hparams, image_shape)
   if binary is None:
-    binary = config.dataset == 'binarized_mnist'
+    binary = bool(config.dataset) and sources.specs.declared_binary(config.dataset)
   keras.utils.set_random_seed(api.check_count('seed', seed, 0))
   return KerasVAE(config.name, hparams.values(), shape, binary=bool(binary), seed=seed)
 
@@ -81,8 +83,8 @@ def keras_model(config, hparams=None, *, image_shape=None, binary=None, seed=0):
 class KerasVAE(keras.Model):
   """A tfvae VAE (`vae`, a tfvae.model.VAE) trained by Keras's fit; see the module doc.
 
-  Inputs: images [B, H, W, C] (or [B, H, W] for C = 1), uint8 0..255 (or 0/1 with binary) or
-  float in [0, 1]; labels, if the data has them, are ignored. model(x) and predict give
+  Inputs: images [B, H, W, C] (or [B, H, W] for C = 1), uint8 0..255 (or 0/1 with binary),
+  bool (0/1) or float in [0, 1]; labels, if the data has them, are ignored. model(x) and predict give
   reconstructions: the decoder's mean images at the posterior means.
   """
 
@@ -145,11 +147,19 @@ class KerasVAE(keras.Model):
                               f'[batch, {", ".join(map(str, self.image_shape))}]')
     return x
 
+  def _intensities(self, x):
+    """Images x as float32 in [0, 1]: float and bool as they are, uint8 / 255 (binary: as is,
+    data.to_float)."""
+    if x.dtype.is_floating or x.dtype == tf.bool:
+      return tf.cast(x, tf.float32)
+    return data.to_float(x, self._info)
+
   def _model_input(self, x, stream, rows, step):
     """What the VAE sees of images x: intensities in [0, 1] (uint8 / 255, binary or float
     as they are), Bernoulli-binarised with `stream` when hparams.binarize (data.model_input)."""
-    x = tf.cast(x, tf.float32) if x.dtype.is_floating else data.to_float(x, self._info)
-    if not self.hparams.binarize or self.binary:
+    x_is_binary = x.dtype == tf.bool
+    x = self._intensities(x)
+    if not self.hparams.binarize or self.binary or x_is_binary:
       return x
     # noise.bernoulli's draws, with the image size known however the batch size is.
     size = math.prod(self.image_shape)
@@ -205,16 +215,18 @@ class KerasVAE(keras.Model):
     """Reconstructions [B, H, W, C] of images x (intensities, not binarised, as TrainedModel
     takes them): the decoder's mean images at the posterior means of every latent group."""
     del training
-    x = self._images(x)
-    x = tf.cast(x, tf.float32) if x.dtype.is_floating else data.to_float(x, self._info)
+    x = self._intensities(self._images(x))
     z = self.vae.posterior_sample(x, tf.zeros([tf.shape(x)[0], self.vae.z_size]))
     return self.vae.decode_images(z)
 
-  def save_run(self, run_dir, dataset=None):
+  def save_run(self, run_dir, dataset=None, data_dir=None, cache_dir=None):
     """Makes run_dir a tfvae run directory of this model (config.json and a checkpoint at its
     step in run_dir/train), which TrainedModel, tfvae-evaluate, -sample, -export and
     tfvae.train (resuming) open. dataset: what the tools evaluate and sample from, in any form
-    tfvae.train takes (arrays and tf.data are saved into run_dir); None: the config's.
+    tfvae.train takes (arrays and tf.data are saved into run_dir); None: the config's. Its
+    images must have the model's shape and be binary (bool arrays, binarized_mnist) exactly
+    when the model is. data_dir, cache_dir: where the tools read it from (recorded, as
+    tfvae-train records them).
     The checkpoint holds the optimiser's state when it is of the config's kind (as compile()
     chooses by default); else a fresh one of the config's (resuming with tfvae.train then
     starts its moments at zero).
@@ -225,16 +237,16 @@ class KerasVAE(keras.Model):
       raise api.ArgumentError(f'config {self.config.name} has no dataset of its own: pass '
                               'dataset= (the images the tools evaluate and sample from)')
     config = dataclasses.replace(self.config, dataset=sources.absolute_spec(spec))
-    run = Run(config, self.hparams, self.image_shape)
+    run = Run(config, self.hparams, self.image_shape, self.binary, data_dir=data_dir,
+              cache_dir=cache_dir)
     if run_dir.has_config():
       saved = run_dir.load()
-      if saved != run:
+      if (saved.config, saved.hparams, saved.image_shape, saved.binary) != (
+          run.config, run.hparams, run.image_shape, run.binary):
         raise RunDirError(f'{run_dir.path} holds another run ({saved.config.name} on '
                           f'{saved.config.dataset}); save into a new run_dir')
-    parsed = sources.parse_spec(spec)
-    if parsed.kind == 'builtin':
-      info = data.dataset_info(parsed.target)
-      self._check_images(spec, info.image_shape, info.binary)
+    if dataset is None or isinstance(dataset, str):
+      self._check_spec(spec, data_dir, cache_dir)
     optimizer = optimization.make_optimizer(self.hparams)
     if _same_kind(getattr(self, 'optimizer', None), optimizer):
       optimizer = self.optimizer
@@ -248,21 +260,38 @@ class KerasVAE(keras.Model):
     return run_dir.path
 
   def _check_array(self, images):
-    """_check_images of an image array [N, H, W(, C)] given as dataset=."""
+    """_check_images of an image array [N, H, W(, C)] given as dataset= (bool: binary)."""
     shape = images.shape[1:] if images.ndim == 4 else images.shape[1:] + (1,)
-    self._check_images('the images', shape, bool(images.max() <= 1))
+    self._check_images('the images', self._fitted(shape), images.dtype == np.bool_)
 
-  def _check_images(self, what, native_shape, binary):
-    """ArgumentError unless images of native_shape (H, W, C), fitted by the hparams, are what
-    the model takes, and are 0/1 data exactly when the model was made for them."""
-    shape = sources.fitted_shape(tuple(native_shape), self.hparams.image_size,
-                                 self.hparams.channels)
+  def _check_spec(self, spec, data_dir, cache_dir):
+    """_check_images of a dataset spec: a built-in by its info, a local file or folder by its
+    prepared source (TFDS datasets are left to the tools)."""
+    parsed = sources.parse_spec(spec)
+    if parsed.kind == 'builtin':
+      info = data.dataset_info(parsed.target)
+      self._check_images(spec, self._fitted(info.image_shape), info.binary)
+    elif parsed.kind != 'tfds':
+      info = sources.make_source(spec, data_dir=data_dir, cache_dir=cache_dir,
+                                 image_size=self.hparams.image_size,
+                                 channels=self.hparams.channels).info
+      self._check_images(spec, tuple(info.image_shape), info.binary)
+
+  def _fitted(self, native_shape):
+    return sources.fitted_shape(tuple(native_shape), self.hparams.image_size,
+                                self.hparams.channels)
+
+  def _check_images(self, what, shape, binary):
+    """ArgumentError unless images of (fitted) shape (H, W, C) are what the model takes, and
+    are binary exactly when the model was made for binary data."""
     if shape != self.image_shape:
       raise api.ArgumentError(f'{what} have shape {shape}; the model takes {self.image_shape}')
     if binary != self.binary:
-      raise api.ArgumentError(f'{what} are {"" if binary else "not "}0/1 data, but the model '
-                              f'was made with binary={self.binary}: make it with '
-                              f'keras_model(..., binary={binary})')
+      fix = ('give them as a bool array' if self.binary else
+             'make the model with keras_model(..., binary=True)')
+      raise api.ArgumentError(f'{what} are {"" if binary else "not "}binary (0/1) data, but '
+                              f'the model was made with binary={self.binary}: {fix}')
+
 
 def _same_kind(optimizer, wanted):
   """Whether a checkpoint of `optimizer` restores into `wanted` (every variable of wanted's

@@ -4,6 +4,7 @@ reproducible and every tool reads its data from there without being told.
 
     spec string         'mnist', 'tfds:NAME', 'folder:PATH', 'npz:PATH', 'npy:PATH' (tfvae.sources)
     images              uint8 [N, H, W] or [N, H, W, C]       -> RUN_DIR/dataset.npy   (npy:)
+                        (bool for binary 0/1 data, which declares it binary; else intensities)
     (images, labels)    labels integer [N]                      -> RUN_DIR/dataset.npz   (npz:)
     {'train': x, 'valid': x, 'test': x, 'train_labels': y, ...} -> RUN_DIR/dataset.npz   (npz:)
     tf.data.Dataset     finite; elements images [H, W(, C)] or batches of them, alone, in
@@ -30,8 +31,8 @@ from tfvae.run_dir import RunDirError
 ARRAY_FILE = 'dataset.npy'   # a lone image array
 ARRAYS_FILE = 'dataset.npz'  # split arrays, or images with labels
 SPLIT_KEYS = ('train', 'valid', 'validation', 'test')
-FORMS = ('a dataset spec string (' + ', '.join(sources.SPEC_FORMS) + '), uint8 images '
-         '[N, H, W] or [N, H, W, C], an (images, labels) pair, a dict of split arrays '
+FORMS = ('a dataset spec string (' + ', '.join(sources.SPEC_FORMS) + '), uint8 (or bool) '
+         'images [N, H, W] or [N, H, W, C], an (images, labels) pair, a dict of split arrays '
          '{train, valid, test[, <split>_labels]}, or a finite tf.data.Dataset of images')
 _CHUNK_BYTES = 1 << 26  # bytes of images copied at once
 
@@ -59,7 +60,8 @@ def spec_for(dataset, run_dir, check=None):
 
 
 def _checked_images(name, images, at_least=3):
-  """`images` as a uint8 array [N, H, W] or [N, H, W, C], or a one-line DataError."""
+  """`images` as a uint8 array [N, H, W] or [N, H, W, C] (bool, binary data, kept as bool),
+  or a one-line DataError."""
   array = np.asarray(images)
   if array.ndim not in (3, 4) or (array.ndim == 4 and not 1 <= array.shape[3] <= 4):
     raise data.DataError(f'dataset {name} have shape {array.shape}; expected images [N, H, W] '
@@ -67,11 +69,11 @@ def _checked_images(name, images, at_least=3):
   if len(array) < at_least:
     raise data.DataError(f'dataset {name} hold {len(array)} images; need at least {at_least}'
                          + (' (one each for train, valid and test)' if at_least == 3 else ''))
-  if array.dtype != np.uint8:
-    if not np.issubdtype(array.dtype, np.integer) and array.dtype != bool:
+  if array.dtype not in (np.uint8, np.bool_):
+    if not np.issubdtype(array.dtype, np.integer):
       raise data.DataError(f'dataset {name} have dtype {array.dtype}; give uint8 values '
                            '0..255 (e.g. np.round(x * 255).astype(np.uint8) for floats in '
-                           '[0, 1])')
+                           '[0, 1]), or bool for binary data')
     if array.size and (array.min() < 0 or array.max() > 255):
       raise data.DataError(f'dataset {name} hold values from {array.min()} to {array.max()}; '
                            'give uint8 values 0..255')
@@ -215,25 +217,26 @@ def _save_tf_data(dataset, run_dir, check=None):
   os.makedirs(run_dir.path, exist_ok=True)
   logging.info('Reading the tf.data dataset into %s.', run_dir.path)
   raw = tempfile.TemporaryFile(dir=run_dir.path)
-  count, shape, labels = 0, None, []
+  count, shape, dtype, labels = 0, None, None, []
   with raw:
     for element in dataset.as_numpy_iterator():
       images, label = parts(element)
       images = np.asarray(images)
       images = images if batched else images[None]
+      images = _checked_images('images', images, at_least=0)
       if shape is None:
-        shape = images.shape[1:]
+        shape, dtype = images.shape[1:], images.dtype
       if images.shape[1:] != shape:
         raise data.DataError(f'the tf.data dataset has images of shape {shape} and '
                              f'{images.shape[1:]}; give images of one shape')
-      raw.write(_checked_images('images', images, at_least=0).tobytes())
+      raw.write(images.tobytes())
       count += len(images)
       if label is not None:
         labels.append(np.reshape(label, [-1]))
     if count < 3:
       raise data.DataError(f'the tf.data dataset holds {count} images; need at least 3 (one '
                            'each for train, valid and test)')
-    images = _copy_to_memmap(raw, (count,) + shape, run_dir)
+    images = _copy_to_memmap(raw, (count,) + shape, dtype, run_dir)
   try:
     arrays = {'images': images}
     if labels:
@@ -245,12 +248,13 @@ def _save_tf_data(dataset, run_dir, check=None):
     os.remove(path)
 
 
-def _copy_to_memmap(raw, shape, run_dir):
-  """The bytes of file `raw` as a uint8 array of `shape`, memory-mapped in run_dir."""
+def _copy_to_memmap(raw, shape, dtype, run_dir):
+  """The bytes of file `raw` as an array of `shape` and `dtype` (one byte an element: uint8
+  or bool), memory-mapped in run_dir."""
   fd, path = tempfile.mkstemp(prefix='.dataset-read-', suffix='.npy', dir=run_dir.path)
   os.close(fd)
-  array = np.lib.format.open_memmap(path, 'w+', np.uint8, shape)
-  flat = array.reshape(-1)
+  array = np.lib.format.open_memmap(path, 'w+', dtype, shape)
+  flat = array.reshape(-1).view(np.uint8)
   raw.seek(0)
   for start in range(0, flat.size, _CHUNK_BYTES):
     chunk = raw.read(_CHUNK_BYTES)
