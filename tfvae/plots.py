@@ -52,14 +52,16 @@ def _new_figure(width, height, **kwargs):
 
 
 def _save(figure, path):
-  """Writes `figure` as a PNG at `path` (folders made as needed); returns path."""
+  """Writes `figure` as an RGB PNG at `path` (folders made as needed); returns path."""
   buffer = io.BytesIO()
   figure.savefig(buffer, format='png', dpi=DPI, facecolor='white')
+  # Agg writes RGBA; on its opaque white background the alpha channel says nothing.
+  rgb = tf.io.encode_png(tf.io.decode_png(buffer.getvalue(), channels=3))
   folder = os.path.dirname(path)
   if folder:
     tf.io.gfile.makedirs(folder)
   with tf.io.gfile.GFile(path, 'wb') as f:
-    f.write(buffer.getvalue())
+    f.write(rgb.numpy())
   return path
 
 
