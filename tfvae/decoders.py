@@ -129,7 +129,7 @@ class FactorisedDecoder(BaseDecoder):
     teacher-forced pass, the pixels' features shared by the K samples)."""
     num_samples = tf.shape(z)[0]
     x = tf.cast(x, tf.float32)
-    z = tf.reshape(z, [-1, z.shape[-1]])
+    z = tf.reshape(z, tf.concat([[-1], tf.shape(z)[-1:]], 0))  # the size may be dynamic
     if self.head is None:
       params = self._params(z)
     else:

@@ -8,13 +8,16 @@ each pixel's C channels under the decoder's likelihood (jointly with channel_cou
                                               in its row): mask A                 [N, H, W, F]
     h_l    = h_l-1 + B_l(act(h_l-1))          B_l: 3x3 convolutions masked to the pixel and
                                               those before it (mask B), l = 1 .. L - 1
-    params = p(z) + V act(h_L-1)              [N, H, W, C k]; V starts at zero, so the head
-                                              starts as the factorised decoder
+    params = p(z) + V act(h_L-1) + D(x)       [N, H, W, C k]; D: a k x k convolution with
+                                              mask A, a direct linear path from the earlier
+                                              pixels (as MADE's direct connections); V and D
+                                              start at zero, so the head starts as the
+                                              factorised decoder
 
 L = autoregressive_layers, F = autoregressive_units, k = autoregressive_window. Pixel d's
 parameters depend on z and on the pixels before d within R = k // 2 + L - 1 rows above and R
-columns either side: log p(x|z) takes one pass over x (teacher forcing), A(x) computed once per
-image and shared by its K latent samples. Drawing x takes one step per pixel, each over the
+columns either side: log p(x|z) takes one pass over x (teacher forcing), A(x) and D(x) computed
+once per image and shared by its K latent samples. Drawing x takes one step per pixel, each over the
 (R + 1) x (2R + 1) window that holds the pixel's receptive field (`draw`), H W steps of a
 fixed small size.
 """
@@ -94,12 +97,15 @@ class PixelHead(keras.layers.Layer):
     channels = self.image_shape[-1]
     self.params_out = keras.layers.Conv2D(channels * likelihood.num_params, 1,
                                           kernel_initializer='zeros', name='params_out')
+    self.direct = MaskedConv2D(channels * likelihood.num_params, window, include_centre=False,
+                               use_bias=False, zero=True, name='direct')
 
   def build(self, input_shape=None):
     """Creates every weight (the head's input shapes follow from the image's)."""
     height, width, channels = self.image_shape
     maps = lambda depth: (None, height, width, depth)
     self.pixels.build(maps(channels))
+    self.direct.build(maps(channels))
     self.params_in.build(maps(channels * self._likelihood.num_params))
     for block in self._blocks:
       block.build(maps(self.units))
@@ -107,28 +113,33 @@ class PixelHead(keras.layers.Layer):
     super().build(input_shape)
 
   def features(self, x):
-    """A(x) [B, H, W, F]: what the pixels give the head, z-free."""
-    return self.pixels(tf.cast(x, self.compute_dtype))
+    """(A(x) [B, H, W, F], D(x) [B, H, W, C k] float32): what the pixels give the head,
+    z-free."""
+    x = tf.cast(x, self.compute_dtype)
+    return self.pixels(x), tf.cast(self.direct(x), tf.float32)
 
-  def _head(self, a, p, valid=None):
-    """The parameters [N, h, w, C k] float32 from A(x) [N, h, w, F] and p [N, h, w, C k];
-    valid [1, h, w, 1] (default: all) zeroes the convolutions' inputs outside the image."""
+  def _head(self, features, p, valid=None):
+    """The parameters [N, h, w, C k] float32 from features(x) and p [N, h, w, C k] (leading
+    dimensions alike); valid [1, h, w, 1] (default: all) zeroes the convolutions' inputs
+    outside the image."""
+    a, direct = features
     gate = (lambda t: t) if valid is None else (lambda t: t * valid)
     h = a + self.params_in(tf.cast(p, self.compute_dtype))
     for block in self._blocks:
       h = h + block(gate(self._act(h)))
-    return tf.cast(p, tf.float32) + tf.cast(self.params_out(self._act(h)), tf.float32)
+    return (tf.cast(p, tf.float32) + direct
+            + tf.cast(self.params_out(self._act(h)), tf.float32))
 
   def params(self, x, p):
     """Teacher forcing: the parameters [K * B, H, W, C k] float32 of every pixel given the
     pixels before it, for images x [B, H, W, C] and factorised parameters p [K * B, H, W,
     C k] (K latent samples per image, image-major within each sample: row k B + b)."""
-    a = self.features(x)                                                    # [B, H, W, F]
-    lead = tf.stack([-1, tf.shape(a)[0]])
+    features = self.features(x)                                             # [B, H, W, .]
+    lead = tf.stack([-1, tf.shape(x)[0]])
     p_k = tf.reshape(p, tf.concat([lead, tf.shape(p)[1:]], 0))             # [K, B, ...]
-    a_k = tf.broadcast_to(a, tf.concat([tf.shape(p_k)[:2], tf.shape(a)[1:]], 0))
+    each = lambda f: tf.broadcast_to(f, tf.concat([tf.shape(p_k)[:2], tf.shape(f)[1:]], 0))
     flat = lambda t: tf.reshape(t, tf.concat([[-1], tf.shape(t)[2:]], 0))
-    return self._head(flat(a_k), flat(p_k))
+    return self._head([flat(each(f)) for f in features], flat(p_k))
 
   def draw(self, p, pick):
     """Images [N, H, W, C] drawn pixel by pixel from factorised parameters p [N, H, W, C k]:
@@ -148,8 +159,8 @@ class PixelHead(keras.layers.Layer):
     def step(d, canvas):
       row, col = d // width, d % width
       window = lambda t: tf.slice(t, [0, row, col, 0], [-1] + size + [-1])
-      a = self.features(window(canvas))
-      params = self._head(a, window(p), window(valid))[:, radius, radius]  # [N, C k]
+      features = self.features(window(canvas))
+      params = self._head(features, window(p), window(valid))[:, radius, radius]  # [N, C k]
       pixel = pick(tf.reshape(params, [-1, channels, num_params]), d)        # [N, C]
       at = tf.one_hot((row + radius) * padded_width + col + radius,
                       (height + radius) * padded_width)
