@@ -20,7 +20,7 @@ GRID = np.arange(256) / 255.0
 
 def _hparams(likelihood, num_mixtures=2, min_decoder_scale=0.1):
   return HParams(likelihood=likelihood, num_mixtures=num_mixtures,
-                 min_decoder_scale=min_decoder_scale)
+                 min_decoder_scale=min_decoder_scale, channel_coupling=False)
 
 
 def _mixture(num_mixtures):

@@ -49,6 +49,10 @@ class AutoregressiveDecoder(BaseDecoder):
     if hparams.likelihood != 'bernoulli':
       raise UserError(f'{name} is autoregressive over binary pixels: it needs '
                       f'likelihood=bernoulli, got likelihood={hparams.likelihood}')
+    if hparams.autoregressive_layers:
+      raise UserError(f'{name} is autoregressive over the pixels already; '
+                      'autoregressive_layers (a head for factorised decoders) must be 0, got '
+                      f'{hparams.autoregressive_layers}')
     self._act = layers.activation(hparams.activation)
     self._num_pixels = math.prod(self.image_shape)
     self._hidden = layers.mlp(self, list(reversed(hparams.hidden_sizes)), hparams.activation)

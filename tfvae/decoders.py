@@ -21,16 +21,24 @@ likelihood makes them independent over pixels (the paper's appendix C):
 The likelihoods live in `tfvae.likelihoods`.
 Their `images` are the likelihood's mean. The decoders in `tfvae.autoregressive` are
 autoregressive over the pixels instead: p(x|z) = prod_d Bernoulli(x_d; sigmoid(l_d(x_<d, z))).
+
+With autoregressive_layers > 0 a factorised decoder of 8-bit images gains a local
+autoregressive head (`tfvae.pixel_head`, PixelVAE's): its per-pixel parameters are corrected
+by masked convolutions over the pixels before each one, p(x|z) = prod_d p(x_d | x_<d, z).
+log_prob stays one pass; `images` is the pass that feeds each pixel's conditional mean to the
+pixels after it, and `sample` draws pixel by pixel with counter-based noise.
 """
 
 import abc
 import math
 
 import keras
+import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfvae import layers
+from tfvae import pixel_head
 from tfvae.likelihoods import make_likelihood
 
 tfd = tfp.distributions
@@ -43,6 +51,7 @@ class BaseDecoder(keras.layers.Layer, metaclass=abc.ABCMeta):
     super().__init__(**kwargs)
     self.image_shape = tuple(image_shape)
     self.likelihood = make_likelihood(hparams)
+    self.likelihood.check_channels(self.image_shape[-1])
     self._hidden_sizes = list(hparams.hidden_sizes)
 
   @abc.abstractmethod
@@ -69,31 +78,94 @@ class BaseDecoder(keras.layers.Layer, metaclass=abc.ABCMeta):
 
 
 class FactorisedDecoder(BaseDecoder):
-  """p(x|z) independent over pixels: a network gives each pixel's likelihood parameters."""
+  """p(x|z) independent over pixels: a network gives each pixel's likelihood parameters; with
+  autoregressive_layers > 0, a local autoregressive head (tfvae.pixel_head) corrects them
+  from the pixels before each one."""
+
+  def __init__(self, hparams, image_shape, **kwargs):
+    super().__init__(hparams, image_shape, **kwargs)
+    self.head = (pixel_head.PixelHead(hparams, image_shape, self.likelihood, name='head')
+                 if hparams.autoregressive_layers else None)
+
+  def build(self, input_shape):
+    """The head's weights (p(x|z) with the head is built lazily, on first use)."""
+    if self.head is not None:
+      self.head.build()
+    super().build(input_shape)
 
   @abc.abstractmethod
   def pixel_params(self, z):
     """Per-pixel parameters [B, H, W, C * k] for z [B, z_size]."""
 
   def _params(self, z):
-    """Per-pixel parameters [B, H, W, C, k] float32 for z [B, z_size]."""
+    """Per-pixel parameters [B, H, W, C, k] float32 for z [B, z_size] (without the head)."""
     params = tf.cast(self.pixel_params(z), tf.float32)
     return tf.reshape(params, (-1,) + self.image_shape + (self.likelihood.num_params,))
 
+  def _maps(self, z):
+    """The factorised parameters as maps [B, H, W, C k] for the head."""
+    return tf.reshape(self._params(z), (-1,) + self.image_shape[:2] + (
+        self.image_shape[-1] * self.likelihood.num_params,))
+
+  def _pixels(self, params):
+    """p(x | params [B, H, W, C, k]) with event [H, W, C]."""
+    return tfd.Independent(self.likelihood.distribution(params),
+                           reinterpreted_batch_ndims=3 - self.likelihood.event_ndims)
+
   def call(self, z):
-    return tfd.Independent(self.likelihood.distribution(self._params(z)),
-                           reinterpreted_batch_ndims=3)
+    """p(x|z); with the head a tfd.Autoregressive (log_prob one pass, sample() one pass per
+    pixel over the whole image: `sample` is the fast way)."""
+    if self.head is None:
+      return self._pixels(self._params(z))
+    maps = self._maps(z)
+    shape = (-1,) + self.image_shape + (self.likelihood.num_params,)
+    return tfd.Autoregressive(
+        lambda x: self._pixels(tf.reshape(self.head.params(x, maps), shape)),
+        sample0=tf.zeros(tf.concat([tf.shape(z)[:1], self.image_shape], 0)),
+        num_steps=self.image_shape[0] * self.image_shape[1])
 
   def log_prob(self, x, z):
-    """log p(x|z_k) [K, B]; the K * B latents are decoded as one batch."""
+    """log p(x|z_k) [K, B]; the K * B latents are decoded as one batch (with the head: one
+    teacher-forced pass, the pixels' features shared by the K samples)."""
     num_samples = tf.shape(z)[0]
-    params = self._params(tf.reshape(z, [-1, z.shape[-1]]))
+    x = tf.cast(x, tf.float32)
+    z = tf.reshape(z, tf.concat([[-1], tf.shape(z)[-1:]], 0))  # the size may be dynamic
+    if self.head is None:
+      params = self._params(z)
+    else:
+      params = tf.reshape(self.head.params(x, self._maps(z)),
+                          (-1,) + self.image_shape + (self.likelihood.num_params,))
     params = tf.reshape(params, tf.concat([[num_samples, -1], tf.shape(params)[1:]], 0))
-    return self.likelihood.log_prob(params, tf.cast(x, tf.float32))
+    return self.likelihood.log_prob(params, x)
 
   def images(self, z):
-    """The likelihood's mean (Bernoulli: pixel probabilities)."""
-    return self(z).mean()
+    """The likelihood's mean (Bernoulli: pixel probabilities); with the head, pixel by pixel,
+    each pixel's conditional mean given the means before it."""
+    if self.head is None:
+      return self(z).mean()
+    return self._draw_means(tf.convert_to_tensor(z))
+
+  def sample(self, z, seed=None):
+    """x ~ p(x|z) [B, H, W, C]; with the head pixel by pixel, from counter-based noise of an
+    integer seed (row b from (seed, b); None: a random seed)."""
+    if self.head is None:
+      return super().sample(z, seed)
+    if seed is None:
+      seed = np.random.default_rng().integers(2**62)
+    return self._draw_sample(tf.convert_to_tensor(z), tf.constant(seed, tf.int64))
+
+  @tf.function(reduce_retracing=True)
+  def _draw_means(self, z):
+    return self.head.draw(self._maps(z), self.head.mean_pick)
+
+  @tf.function(reduce_retracing=True)
+  def _draw_sample(self, z, seed):
+    return self.head.draw(self._maps(z), self.head.sample_pick(seed))
+
+  def floats_per_sample(self):
+    """BaseDecoder's estimate plus the head's feature maps."""
+    head = 0 if self.head is None else self.head.floats_per_sample()
+    return super().floats_per_sample() + head
 
 
 class MLPDecoder(FactorisedDecoder):

@@ -79,12 +79,18 @@ def default_hparams():
       conv_filters=IntList([32, 64], min=1, max_length=8),
       # autoregressive decoders: MADE units / PixelCNN features
       autoregressive_units=Int(500, min=1),
-      # PixelCNN decoder: side of its causal window (odd)
+      # PixelCNN decoder and head: side of its causal window (odd)
       autoregressive_window=Int(7, min=3, odd=True),
+      # factorised decoders of 8-bit images: masked convolutions of a local autoregressive
+      # head over the pixels (tfvae.pixel_head; 0: none, pixels independent given z)
+      autoregressive_layers=Int(0, min=0, max=16),
       # p(x|z): bernoulli, gaussian or logistic_mixture (discretised, for 8-bit images)
       likelihood=Choice('bernoulli', list(LIKELIHOODS)),
       # logistic_mixture: logistics per sub-pixel (1: a plain discretised logistic)
       num_mixtures=Int(5, min=1, max=100),
+      # logistic_mixture: one mixture per pixel, each channel's mean linear in the channels
+      # before it (PixelCNN++); false: every sub-pixel on its own
+      channel_coupling=Bool(False),
       # floor on q(z|x)'s sigma
       min_posterior_scale=Float(1e-4, min=0, min_inclusive=False),
       # floor on the Gaussian decoder's sigma

@@ -39,6 +39,7 @@ STREAMS = {name: i + 1 for i, name in enumerate((
     'eval_binarize',     # the one-off binarisation of evaluation images
     'prior',             # z ~ p(z) for samples
     'prior_component',   # the mixture component of a learned prior's samples
+    'decoder_sample',    # x ~ p(x|z) of an autoregressive decoder, pixel by pixel
 ))}
 
 
