@@ -186,13 +186,13 @@ CONFIG_MAP = {c.name: c for c in [
             "coupling each pixel's channels (PixelCNN++) under a local autoregressive head of "
             'masked convolutions over the pixels (PixelVAE); pass --dataset=folder:PATH (or '
             'npz:, npy:, tfds:).',
-            conv_hierarchy.ResNetEncoder, conv_hierarchy.StateDecoder, '',
-            top_down_class=conv_hierarchy.ConvTopDown,
+            'conv_hierarchy.ResNetEncoder', 'conv_hierarchy.StateDecoder', '',
+            top_down_class='conv_hierarchy.ConvTopDown',
             **dict(_COLOUR_HIERARCHY, **_COLOUR_PIXELCNN)),
     _config('conv_vae_pixelcnn',
             'conv_vae (one latent layer of 64) with the decoder of conv_hvae_pixelcnn: coupled '
             'channels under a local autoregressive head.',
-            encoders.ConvEncoder, decoders.ConvDecoder, '',
+            'encoders.ConvEncoder', 'decoders.ConvDecoder', '',
             **dict(_COLOUR_CONV, **_COLOUR_PIXELCNN)),
     _config('frey_face_fc',
             "The paper's Frey Face model: 200 tanh hidden units, Gaussian decoder with a "
