@@ -16,10 +16,10 @@ each pixel's C channels under the decoder's likelihood (jointly with channel_cou
 
 L = autoregressive_layers, F = autoregressive_units, k = autoregressive_window. Pixel d's
 parameters depend on z and on the pixels before d within R = k // 2 + L - 1 rows above and R
-columns either side: log p(x|z) takes one pass over x (teacher forcing), A(x) and D(x) computed
-once per image and shared by its K latent samples. Drawing x takes one step per pixel, each over the
-(R + 1) x (2R + 1) window that holds the pixel's receptive field (`draw`), H W steps of a
-fixed small size.
+columns either side: log p(x|z) takes one pass over x (teacher forcing), A(x) and D(x)
+computed once per image and shared by its K latent samples. Drawing x takes one step per pixel,
+each over the (R + 1) x (2R + 1) window that holds the pixel's receptive field (`draw`): H W
+steps of a fixed small size.
 """
 
 import keras
