@@ -156,6 +156,7 @@ def test_image_table_scales_tiles_without_smoothing_and_labels_them(tmp_path):
     boxes.append((rows.min(), cols.min()))
   (top, left), (_, second_col), (second_row, _) = boxes[0], boxes[1], boxes[3]
   assert second_col > left + 7 * scale and second_row > top + 10 * scale  # row by row
+  assert tf.io.decode_png(tf.io.read_file(str(tmp_path / 't.png'))).shape[-1] == 3
   framed = (pixels == plots.FRAME_COLOUR).all(-1)
   assert framed[:, left - 1].any() and not framed[:, boxes[1][1] - 1].any()  # column 0 only
   dark = pixels.max(-1) < 100
@@ -168,6 +169,8 @@ def test_image_table_greyscale_axis_labels_and_errors(tmp_path):
   pixels = _png(plots.image_table(grey, str(tmp_path / 'g.png'), axis_labels=('x', 'y'),
                                   gap=0))
   assert (pixels[..., 0] == pixels[..., 1]).all() and (pixels[..., 1] == pixels[..., 2]).all()
+  stored = tf.io.decode_png(tf.io.read_file(str(tmp_path / 'g.png'))).numpy()
+  assert stored.shape[-1] == 1  # greyscale images make a greyscale PNG
   scale = plots.tile_scale((5, 6), 2, 2)
   assert pixels.shape[0] > 10 * scale and pixels.shape[1] > 12 * scale
   # 64-px tiles are doubled, unless that makes the table wider than MAX_SIDE.

@@ -7,7 +7,6 @@ default style (so a user's matplotlibrc cannot change the pictures) with the Dej
 that ship with matplotlib. PNGs are written through tf.io.gfile.
 """
 
-import io
 import os
 
 import matplotlib
@@ -52,16 +51,18 @@ def _new_figure(width, height, **kwargs):
 
 
 def _save(figure, path):
-  """Writes `figure` as an RGB PNG at `path` (folders made as needed); returns path."""
-  buffer = io.BytesIO()
-  figure.savefig(buffer, format='png', dpi=DPI, facecolor='white')
-  # Agg writes RGBA; on its opaque white background the alpha channel says nothing.
-  rgb = tf.io.encode_png(tf.io.decode_png(buffer.getvalue(), channels=3))
+  """Writes `figure` (on white) as a PNG at `path`, folders made as needed: RGB, or greyscale
+  when every pixel is grey (a picture of greyscale images stays greyscale); returns path."""
+  figure.set_facecolor('white')
+  figure.canvas.draw()
+  pixels = np.asarray(figure.canvas.buffer_rgba())[..., :3]
+  if (pixels == pixels[..., :1]).all():
+    pixels = pixels[..., :1]
   folder = os.path.dirname(path)
   if folder:
     tf.io.gfile.makedirs(folder)
   with tf.io.gfile.GFile(path, 'wb') as f:
-    f.write(rgb.numpy())
+    f.write(tf.io.encode_png(pixels).numpy())
   return path
 
 
