@@ -194,6 +194,9 @@ def _dreg_and_iwae_gradients(objective, model, x, num_rows, seed):
 def test_doubly_reparameterised_gradient_of_a_hierarchy_is_unbiased():
   """With lower groups, log q is recomputed with the weights frozen: the estimator's mean
   equals the IWAE gradient's (whose score-function term only adds variance)."""
+  # Seeded weights: the variance comparison below does not hold at every initialisation (about
+  # one in three fail), and unseeded ones would depend on the tests run before in the process.
+  keras.utils.set_random_seed(0)
   dreg = _ladder(objective='iwae_dreg', num_samples=3, hidden_sizes=[6])
   iwae = _ladder(objective='iwae', num_samples=3, hidden_sizes=[6])
   iwae.set_weights(dreg.get_weights())
