@@ -26,6 +26,9 @@ from tfvae import hooks as hooks_lib
 
 TRAIN = os.path.join(ROOT, 'bin', 'train.py')
 SMALL = 'hidden_sizes=[16],z_size=2,batch_size=20'
+# Runs whose subject is not the compiled step skip XLA's compilation (the shared run, resumes
+# and the equivalence tests compile it).
+SMALL_UNCOMPILED = SMALL + ',jit_compile=false'
 
 
 def _run(*args):
@@ -165,7 +168,7 @@ def test_early_stopping_keeps_the_best_checkpoint(tmp_path, data_dir):
   run_dir = tmp_path / 'run'
   # A zero learning rate never improves the validation ELBO after the first epoch.
   rc, out = _run('--config=binarized_mnist_fc', f'--run_dir={run_dir}', f'--data_dir={data_dir}',
-                 f'--hparams={SMALL},early_stopping_patience=2,learning_rate=0,'
+                 f'--hparams={SMALL_UNCOMPILED},early_stopping_patience=2,learning_rate=0,'
                  'min_learning_rate=0', '--num_steps=1000', '--log_every_n_steps=5',
                  '--steps_per_loop=5')
   assert rc == 0, out
@@ -177,7 +180,7 @@ def test_early_stopping_keeps_the_best_checkpoint(tmp_path, data_dir):
   tags = _tags(str(run_dir / 'train')).Tags()['tensors']
   assert 'valid/elbo' in tags and 'valid/best_elbo' in tags
   # bin/evaluate.py can evaluate the best checkpoint rather than the latest.
-  checkpoints = (('best', 10), ('latest', 30), (str(run_dir / 'train' / 'ckpt-30'), 30))
+  checkpoints = (('best', 10), (str(run_dir / 'train' / 'ckpt-30'), 30))
   for which, step in checkpoints:
     rc, out = run_tool('evaluate', f'--run_dir={run_dir}', f'--data_dir={data_dir}',
                        '--num_importance_samples=2', f'--checkpoint={which}')
@@ -210,9 +213,9 @@ def test_a_resumed_run_ends_with_the_weights_of_an_unbroken_one(tmp_path, tiny_r
 
 def test_max_train_minutes_stops_with_a_checkpoint(tmp_path, data_dir):
   run_dir = tmp_path / 'run'
-  rc, out = _run('--config=binarized_mnist_fc', f'--hparams={SMALL}', f'--run_dir={run_dir}',
-                 f'--data_dir={data_dir}', '--num_steps=100000000', '--log_every_n_steps=10',
-                 '--steps_per_loop=10', '--max_train_minutes=0.05')
+  rc, out = _run('--config=binarized_mnist_fc', f'--hparams={SMALL_UNCOMPILED}',
+                 f'--run_dir={run_dir}', f'--data_dir={data_dir}', '--num_steps=100000000',
+                 '--log_every_n_steps=10', '--steps_per_loop=10', '--max_train_minutes=0.05')
   assert rc == 0, out
   step = int(out.split('Time budget of 0.1 minutes used up at step ')[1].split('.')[0])
   assert step >= 1 and (run_dir / 'train' / f'ckpt-{step}.index').exists()
@@ -223,7 +226,7 @@ def test_max_train_minutes_stops_with_a_checkpoint(tmp_path, data_dir):
 def test_polyak_averaged_weights_are_what_a_run_restores(tmp_path, data_dir):
   from tfvae.run_dir import load_run  # pylint: disable=import-outside-toplevel
   run_dir = tmp_path / 'run'
-  rc, out = _run('--config=binarized_mnist_fc', f'--hparams={SMALL},ema_decay=0.9',
+  rc, out = _run('--config=binarized_mnist_fc', f'--hparams={SMALL_UNCOMPILED},ema_decay=0.9',
                  f'--run_dir={run_dir}', f'--data_dir={data_dir}', '--num_steps=20',
                  '--log_every_n_steps=10', '--steps_per_loop=10')
   assert rc == 0, out
