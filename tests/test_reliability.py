@@ -247,10 +247,12 @@ def test_evaluating_while_training_writes_checkpoints_and_best(data_dir, tmp_pat
          'learning_rate=3e-4', '--num_steps=100000000', '--checkpoint_every_secs=0',
          '--checkpoints_to_keep=1', '--log_every_n_steps=1000', '--image_every_n_steps=0'],
         cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-        preexec_fn=lambda: os.nice(19))  # the readers' rounds first; it still saves often
+        # The readers' rounds first (a third of their share), but not starved: at nice 19 a
+        # machine busy with other work left it minutes without its first checkpoint.
+        preexec_fn=lambda: os.nice(5))
   steps, rounds = {'best': set(), 'latest': set()}, 0
   try:
-    deadline = time.time() + 180
+    deadline = time.time() + 600  # a watchdog: start-up on a loaded machine takes minutes
     while not checkpoints.listed(RunDir(run_dir).best_dir):
       assert proc.poll() is None and time.time() < deadline, log_path.read_text()
       time.sleep(0.2)
@@ -294,10 +296,10 @@ def test_a_stop_signal_is_answered_during_long_loop_calls(data_dir, tmp_path):
       cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
   try:
     # Past the first call (one step, compiled): a checkpoint (every 2 s) of a later step.
-    deadline = time.time() + 90
+    deadline = time.time() + 300  # a watchdog: start-up on a loaded machine takes minutes
     while not [s for s in _steps(str(train_dir)) if s > 1]:
       assert proc.poll() is None, proc.communicate()[0]
-      assert time.time() < deadline, 'no checkpoint past step 1 within 90 s of starting'
+      assert time.time() < deadline, 'no checkpoint past step 1 within 300 s of starting'
       time.sleep(0.2)
     started = max(_steps(str(train_dir)))
     proc.send_signal(signal.SIGTERM)
