@@ -4,7 +4,7 @@
     tfvae-sample --run_dir=/tmp/vae_z2 --output_dir=/tmp/pics --kind=manifold \\
         --kind=scatter --num=400
     tfvae-sample --saved_model=/tmp/vae_export --output_dir=/tmp/pics --kind=prior
-    tfvae-sample --run_dir=/tmp/conv_hvae --output_dir=/tmp/pics --kind=temperatures \\
+    tfvae-sample --run_dir=/tmp/photos_run --output_dir=/tmp/pics --kind=temperatures \\
         --kind=levels --num=8
 
 Kinds (repeat --kind for several): prior (samples, the paper's figure 5), reconstruction
