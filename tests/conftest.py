@@ -4,8 +4,8 @@
   entry point (tfvae.cli.<name>.run, what bin/<name>.py calls) with sys.argv set, its output
   (prints, absl log lines, the `error:` line) and exit code returned. The fast tier's way to
   run a tool: a subprocess pays a TensorFlow start-up per case.
-- `run_script(name, *args)`: the same tool as a real subprocess, for the end-to-end tier
-  (`@pytest.mark.e2e`: signals, several processes, fresh interpreters).
+- `run_script('<name>.py', *args)`: the same tool as a real subprocess, for the end-to-end
+  tier (`@pytest.mark.e2e`: signals, several processes, fresh interpreters).
 - `tiny_run`: THE shared tiny training of the session (made once, in this process, by
   bin/train.py's entry point), which the run fixtures below reuse.
 
@@ -14,7 +14,6 @@ mirrored training in this process has two replicas (what --num_cpu_devices=2 doe
 everything else runs on the first, as it would without the split.
 """
 
-import concurrent.futures
 import contextlib
 import importlib
 import io
@@ -94,15 +93,6 @@ def run_script(name, *args, timeout=240):
   result = subprocess.run([sys.executable, os.path.join(ROOT, 'bin', name), *args],
                           capture_output=True, text=True, timeout=timeout, cwd=ROOT)
   return result.returncode, result.stdout + result.stderr
-
-
-def run_scripts(*calls, timeout=240):
-  """[(returncode, stdout + stderr)] of several run_script calls, each (name, *args), run at
-  the same time: a TensorFlow start-up is mostly one core's work, so independent tools
-  overlap well even on two cores."""
-  with concurrent.futures.ThreadPoolExecutor(len(calls)) as pool:
-    futures = [pool.submit(run_script, *call, timeout=timeout) for call in calls]
-    return [future.result() for future in futures]
 
 
 def last_json(out):

@@ -3,6 +3,7 @@
 The fast tier runs the tool's entry point in this process (conftest.run_tool); the e2e tier
 sends a real SIGTERM to a bin/train.py subprocess."""
 
+import glob
 import json
 import os
 import signal
@@ -16,12 +17,12 @@ import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
 
 from conftest import ROOT
-from conftest import TINY_HPARAMS
 from conftest import TINY_STEPS
 from conftest import copy_run
 from conftest import last_json
 from conftest import run_script
 from conftest import run_tool
+from tfvae import checkpoints
 from tfvae import hooks as hooks_lib
 
 TRAIN = os.path.join(ROOT, 'bin', 'train.py')
@@ -195,16 +196,22 @@ def _variables(checkpoint_prefix):
 
 def test_a_resumed_run_ends_with_the_weights_of_an_unbroken_one(tmp_path, tiny_run):
   # The shared run is the unbroken one: 120 images at batch 20, 6 steps an epoch, so its 20
-  # steps cross three epoch boundaries; this one breaks at step 8, mid-epoch.
+  # steps cross three epoch boundaries. A copy cut back to its oldest kept checkpoint is a
+  # run broken there (what it holds is what a run stopped at that step saved), resumed here.
   whole, data_dir = tiny_run
-  common = ['--config=mnist_fc_z2', f'--hparams={TINY_HPARAMS}', f'--data_dir={data_dir}',
-            '--log_every_n_steps=5', '--steps_per_loop=5', f'--run_dir={tmp_path / "broken"}']
-  rc, out = _run(*common, '--num_steps=8')
-  assert rc == 0, out
-  rc, out = _run(*common, f'--num_steps={TINY_STEPS}')
-  assert rc == 0 and 'at step 8' in out, out
+  run_dir = copy_run(whole, tmp_path)
+  train_dir = os.path.join(run_dir, 'train')
+  *newer, oldest = checkpoints.listed(train_dir)
+  for prefix in newer:
+    for path in glob.glob(prefix + '.*'):
+      os.remove(path)
+  os.remove(os.path.join(train_dir, 'checkpoint'))
+  step = int(oldest.rsplit('-', 1)[1])
+  rc, out = _run(f'--run_dir={run_dir}', f'--data_dir={data_dir}', '--log_every_n_steps=5',
+                 '--steps_per_loop=5', f'--num_steps={TINY_STEPS}')
+  assert rc == 0 and f'at step {step}.' in out and step < TINY_STEPS, out
   expected = _variables(os.path.join(whole, 'train', f'ckpt-{TINY_STEPS}'))
-  got = _variables(str(tmp_path / 'broken' / 'train' / f'ckpt-{TINY_STEPS}'))
+  got = _variables(os.path.join(train_dir, f'ckpt-{TINY_STEPS}'))
   assert expected.keys() == got.keys() and any('optimizer' in k for k in got)
   for name, value in expected.items():
     np.testing.assert_array_equal(got[name], value, err_msg=name)
