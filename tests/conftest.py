@@ -8,6 +8,8 @@
   tier (`@pytest.mark.e2e`: signals, several processes, fresh interpreters).
 - `tiny_run`: THE shared tiny training of the session (made once, in this process, by
   bin/train.py's entry point), which the run fixtures below reuse.
+- `signal_during_training(monkeypatch, step)`: a tool trained in this process gets a SIGTERM
+  from this process at `step`, as a user's Ctrl-C or a scheduler's SIGTERM would come.
 
 The session's CPU is split into two logical devices before TensorFlow starts, so that
 mirrored training in this process has two replicas (what --num_cpu_devices=2 does for a tool);
@@ -20,6 +22,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import traceback
@@ -30,6 +33,8 @@ import pytest
 from tfvae import strategies
 
 strategies.split_cpu(2)
+
+from tfvae import hooks as hooks_lib  # pylint: disable=wrong-import-position
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLI_PACKAGE = 'tfvae.cli'
@@ -93,6 +98,30 @@ def run_script(name, *args, timeout=240):
   result = subprocess.run([sys.executable, os.path.join(ROOT, 'bin', name), *args],
                           capture_output=True, text=True, timeout=timeout, cwd=ROOT)
   return result.returncode, result.stdout + result.stderr
+
+
+class SignalAt(hooks_lib.Hook):
+  """Sends this process `signum` after the first loop call that takes training to `step` or
+  past it (before the stop-signal hook looks, so that call is the last); `sent_at`: the step
+  it did so at."""
+
+  def __init__(self, step, signum=signal.SIGTERM):
+    self._step, self._signum, self.sent_at = step, signum, None
+
+  def after_steps(self, trainer, steps, metrics):
+    if self.sent_at is None and trainer.step >= self._step:
+      self.sent_at = trainer.step
+      signal.raise_signal(self._signum)
+
+
+def signal_during_training(monkeypatch, step, signum=signal.SIGTERM):
+  """Puts a SignalAt(step, signum) first among the hooks bin/train.py trains with
+  (tfvae.hooks.standard) until monkeypatch.undo() or the test's end; returns it."""
+  standard = hooks_lib.standard
+  sender = SignalAt(step, signum)
+  monkeypatch.setattr(hooks_lib, 'standard',
+                      lambda *args, **kwargs: [sender] + standard(*args, **kwargs))
+  return sender
 
 
 def last_json(out):

@@ -22,8 +22,8 @@ from conftest import copy_run
 from conftest import last_json
 from conftest import run_script
 from conftest import run_tool
+from conftest import signal_during_training
 from tfvae import checkpoints
-from tfvae import hooks as hooks_lib
 
 TRAIN = os.path.join(ROOT, 'bin', 'train.py')
 SMALL = 'hidden_sizes=[16],z_size=2,batch_size=20'
@@ -46,19 +46,6 @@ def _checkpoints(run_dir):
   return sorted(f for f in os.listdir(os.path.join(run_dir, 'train')) if f.endswith('.index'))
 
 
-class _SignalAt(hooks_lib.Hook):
-  """Sends this process `signum` once training has reached `step` (before the stop-signal
-  hook looks, so the call that reached it is the last)."""
-
-  def __init__(self, step, signum=signal.SIGTERM):
-    self._step, self._signum, self.sent = step, signum, False
-
-  def after_steps(self, trainer, steps, metrics):
-    if not self.sent and trainer.step >= self._step:
-      self.sent = True
-      signal.raise_signal(self._signum)
-
-
 def test_train_stop_resume_and_eval(tiny_training, tmp_path, monkeypatch):
   trained, data_dir, out = tiny_training
   assert f'step {TINY_STEPS}/{TINY_STEPS}' in out and 'examples/sec' in out and 'left' in out
@@ -79,18 +66,15 @@ def test_train_stop_resume_and_eval(tiny_training, tmp_path, monkeypatch):
   run_dir = copy_run(trained, tmp_path)
   common = [f'--run_dir={run_dir}', f'--data_dir={data_dir}', '--log_every_n_steps=5',
             '--steps_per_loop=5']
-  standard = hooks_lib.standard
-  sender = _SignalAt(25)
-  monkeypatch.setattr(hooks_lib, 'standard',
-                      lambda *args, **kwargs: [sender] + standard(*args, **kwargs))
+  sender = signal_during_training(monkeypatch, 25)
   before = signal.getsignal(signal.SIGTERM)
   rc, out = _run('--num_steps=100000000', '--checkpoint_every_secs=100000', *common)
   assert rc == 0, out
   assert 'Resuming from' in out and 'at step 20' in out and 'step 5/' not in out
-  assert sender.sent and signal.getsignal(signal.SIGTERM) is before
+  assert sender.sent_at == 25 and signal.getsignal(signal.SIGTERM) is before
   assert f'Got signal {int(signal.SIGTERM)}' in out and 'Stopped by signal at step 25;' in out
   assert os.path.exists(os.path.join(run_dir, 'train', 'ckpt-25.index'))
-  monkeypatch.setattr(hooks_lib, 'standard', standard)
+  monkeypatch.undo()
   rc, out = _run('--num_steps=30', *common)
   assert rc == 0, out
   assert 'at step 25' in out and 'step 30/30' in out
