@@ -4,23 +4,25 @@
   entry point (tfvae.cli.<name>.run, what bin/<name>.py calls) with sys.argv set, its output
   (prints, absl log lines, the `error:` line) and exit code returned. The fast tier's way to
   run a tool: a subprocess pays a TensorFlow start-up per case.
-- `run_script(name, *args)`: the same tool as a real subprocess, for the end-to-end tier
-  (`@pytest.mark.e2e`: signals, several processes, fresh interpreters).
+- `run_script('<name>.py', *args)`: the same tool as a real subprocess, for the end-to-end
+  tier (`@pytest.mark.e2e`: signals, several processes, fresh interpreters).
 - `tiny_run`: THE shared tiny training of the session (made once, in this process, by
   bin/train.py's entry point), which the run fixtures below reuse.
+- `signal_during_training(monkeypatch, step)`: a tool trained in this process gets a SIGTERM
+  from this process at `step`, as a user's Ctrl-C or a scheduler's SIGTERM would come.
 
 The session's CPU is split into two logical devices before TensorFlow starts, so that
 mirrored training in this process has two replicas (what --num_cpu_devices=2 does for a tool);
 everything else runs on the first, as it would without the split.
 """
 
-import concurrent.futures
 import contextlib
 import importlib
 import io
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import traceback
@@ -31,6 +33,8 @@ import pytest
 from tfvae import strategies
 
 strategies.split_cpu(2)
+
+from tfvae import hooks as hooks_lib  # pylint: disable=wrong-import-position
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLI_PACKAGE = 'tfvae.cli'
@@ -96,13 +100,28 @@ def run_script(name, *args, timeout=240):
   return result.returncode, result.stdout + result.stderr
 
 
-def run_scripts(*calls, timeout=240):
-  """[(returncode, stdout + stderr)] of several run_script calls, each (name, *args), run at
-  the same time: a TensorFlow start-up is mostly one core's work, so independent tools
-  overlap well even on two cores."""
-  with concurrent.futures.ThreadPoolExecutor(len(calls)) as pool:
-    futures = [pool.submit(run_script, *call, timeout=timeout) for call in calls]
-    return [future.result() for future in futures]
+class SignalAt(hooks_lib.Hook):
+  """Sends this process `signum` after the first loop call that takes training to `step` or
+  past it (before the stop-signal hook looks, so that call is the last); `sent_at`: the step
+  it did so at."""
+
+  def __init__(self, step, signum=signal.SIGTERM):
+    self._step, self._signum, self.sent_at = step, signum, None
+
+  def after_steps(self, trainer, steps, metrics):
+    if self.sent_at is None and trainer.step >= self._step:
+      self.sent_at = trainer.step
+      signal.raise_signal(self._signum)
+
+
+def signal_during_training(monkeypatch, step, signum=signal.SIGTERM):
+  """Puts a SignalAt(step, signum) first among the hooks bin/train.py trains with
+  (tfvae.hooks.standard) until monkeypatch.undo() or the test's end; returns it."""
+  standard = hooks_lib.standard
+  sender = SignalAt(step, signum)
+  monkeypatch.setattr(hooks_lib, 'standard',
+                      lambda *args, **kwargs: [sender] + standard(*args, **kwargs))
+  return sender
 
 
 def last_json(out):

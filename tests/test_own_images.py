@@ -28,7 +28,7 @@ import tensorflow_datasets as tfds
 from tensorboard.backend.event_processing import event_accumulator
 
 from conftest import run_tool
-from tfvae import hooks as hooks_lib
+from conftest import signal_during_training
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PARALLEL = 3  # subprocesses at once
@@ -523,18 +523,6 @@ def test_a_source_through_every_tool_in_process(data, tmp_path):
   _check_round_trip(data, name, run_dir, export_dir, NUM_STEPS)
 
 
-class _SignalAt(hooks_lib.Hook):
-  """Sends this process SIGTERM once training has reached `step`."""
-
-  def __init__(self, step):
-    self._step, self.sent = step, False
-
-  def after_steps(self, trainer, steps, metrics):
-    if not self.sent and trainer.step >= self._step:
-      self.sent = True
-      signal.raise_signal(signal.SIGTERM)
-
-
 def test_streaming_in_process_resumes_to_the_in_memory_weights_and_on_two_replicas(
     data, monkeypatch):
   """The npy source for SHORT_STEPS: in memory; streamed, stopped by a signal at step 10 and
@@ -548,15 +536,12 @@ def test_streaming_in_process_resumes_to_the_in_memory_weights_and_on_two_replic
 
   out, in_memory = train('in_memory')
   assert 'streaming it from' not in out
-  standard = hooks_lib.standard
-  sender = _SignalAt(10)
-  monkeypatch.setattr(hooks_lib, 'standard',
-                      lambda *args, **kwargs: [sender] + standard(*args, **kwargs))
+  sender = signal_during_training(monkeypatch, 10)
   out, streamed = train('streamed', *STREAM, num_steps=10**8)
   assert f'exceeds --data_memory_mb={STREAM_MEMORY_MB}: streaming it from' in out
   stop = int(out.split('Stopped by signal at step ')[1].split(';')[0])
-  assert 10 <= stop < SHORT_STEPS, out
-  monkeypatch.setattr(hooks_lib, 'standard', standard)
+  assert stop == sender.sent_at and 10 <= stop < SHORT_STEPS, out
+  monkeypatch.undo()
   out, _ = train('streamed', *STREAM)
   assert f'at step {stop}.' in out and 'streaming it from' in out
   final = f'ckpt-{SHORT_STEPS}'

@@ -6,7 +6,6 @@ import glob
 import json
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,10 +19,10 @@ from conftest import ROOT
 from conftest import TINY_STEPS
 from conftest import copy_run
 from conftest import run_tool
+from conftest import signal_during_training
 from tfvae import checkpoints
 from tfvae import evaluation
 from tfvae import export
-from tfvae import hooks as hooks_lib
 from tfvae.run_dir import RunDir
 from tfvae.run_dir import RunDirError
 from tfvae.trained_model import TrainedModel
@@ -315,28 +314,12 @@ def test_a_stop_signal_is_answered_during_long_loop_calls(data_dir, tmp_path):
   assert TrainedModel(run_dir=str(train_dir.parent)).step == step
 
 
-class _SignalAfter(hooks_lib.Hook):
-  """Sends this process SIGTERM after the first call that took training past step 1 (the
-  first call, one step, compiles); records the step it did so at."""
-
-  def __init__(self):
-    self.sent_at = None
-
-  def after_steps(self, trainer, steps, metrics):
-    if self.sent_at is None and trainer.step > 1:
-      self.sent_at = trainer.step
-      signal.raise_signal(signal.SIGTERM)
-
-
 def test_a_stop_signal_ends_training_whatever_steps_per_loop(data_dir, tmp_path, monkeypatch):
   """In this process: with one loop call allowed 10^6 steps, calls still stay short (about a
   second), so a SIGTERM is answered at the step it arrived at, with a checkpoint that
   restores."""
   run_dir = str(tmp_path / 'run')
-  standard = hooks_lib.standard
-  sender = _SignalAfter()
-  monkeypatch.setattr(hooks_lib, 'standard',
-                      lambda *args, **kwargs: [sender] + standard(*args, **kwargs))
+  sender = signal_during_training(monkeypatch, 2)  # after the first call, which compiles
   rc, out = run_tool('train', '--config=binarized_mnist_fc', f'--run_dir={run_dir}',
                      f'--data_dir={data_dir}', f'--hparams={SMALL},jit_compile=false',
                      '--num_steps=100000000', '--steps_per_loop=1000000',

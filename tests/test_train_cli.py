@@ -3,6 +3,7 @@
 The fast tier runs the tool's entry point in this process (conftest.run_tool); the e2e tier
 sends a real SIGTERM to a bin/train.py subprocess."""
 
+import glob
 import json
 import os
 import signal
@@ -16,13 +17,13 @@ import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
 
 from conftest import ROOT
-from conftest import TINY_HPARAMS
 from conftest import TINY_STEPS
 from conftest import copy_run
 from conftest import last_json
 from conftest import run_script
 from conftest import run_tool
-from tfvae import hooks as hooks_lib
+from conftest import signal_during_training
+from tfvae import checkpoints
 
 TRAIN = os.path.join(ROOT, 'bin', 'train.py')
 SMALL = 'hidden_sizes=[16],z_size=2,batch_size=20'
@@ -45,19 +46,6 @@ def _checkpoints(run_dir):
   return sorted(f for f in os.listdir(os.path.join(run_dir, 'train')) if f.endswith('.index'))
 
 
-class _SignalAt(hooks_lib.Hook):
-  """Sends this process `signum` once training has reached `step` (before the stop-signal
-  hook looks, so the call that reached it is the last)."""
-
-  def __init__(self, step, signum=signal.SIGTERM):
-    self._step, self._signum, self.sent = step, signum, False
-
-  def after_steps(self, trainer, steps, metrics):
-    if not self.sent and trainer.step >= self._step:
-      self.sent = True
-      signal.raise_signal(self._signum)
-
-
 def test_train_stop_resume_and_eval(tiny_training, tmp_path, monkeypatch):
   trained, data_dir, out = tiny_training
   assert f'step {TINY_STEPS}/{TINY_STEPS}' in out and 'examples/sec' in out and 'left' in out
@@ -78,18 +66,15 @@ def test_train_stop_resume_and_eval(tiny_training, tmp_path, monkeypatch):
   run_dir = copy_run(trained, tmp_path)
   common = [f'--run_dir={run_dir}', f'--data_dir={data_dir}', '--log_every_n_steps=5',
             '--steps_per_loop=5']
-  standard = hooks_lib.standard
-  sender = _SignalAt(25)
-  monkeypatch.setattr(hooks_lib, 'standard',
-                      lambda *args, **kwargs: [sender] + standard(*args, **kwargs))
+  sender = signal_during_training(monkeypatch, 25)
   before = signal.getsignal(signal.SIGTERM)
   rc, out = _run('--num_steps=100000000', '--checkpoint_every_secs=100000', *common)
   assert rc == 0, out
   assert 'Resuming from' in out and 'at step 20' in out and 'step 5/' not in out
-  assert sender.sent and signal.getsignal(signal.SIGTERM) is before
+  assert sender.sent_at == 25 and signal.getsignal(signal.SIGTERM) is before
   assert f'Got signal {int(signal.SIGTERM)}' in out and 'Stopped by signal at step 25;' in out
   assert os.path.exists(os.path.join(run_dir, 'train', 'ckpt-25.index'))
-  monkeypatch.setattr(hooks_lib, 'standard', standard)
+  monkeypatch.undo()
   rc, out = _run('--num_steps=30', *common)
   assert rc == 0, out
   assert 'at step 25' in out and 'step 30/30' in out
@@ -196,16 +181,22 @@ def _variables(checkpoint_prefix):
 
 def test_a_resumed_run_ends_with_the_weights_of_an_unbroken_one(tmp_path, tiny_run):
   # The shared run is the unbroken one: 120 images at batch 20, 6 steps an epoch, so its 20
-  # steps cross three epoch boundaries; this one breaks at step 8, mid-epoch.
+  # steps cross three epoch boundaries. A copy cut back to its oldest kept checkpoint is a
+  # run broken there (what it holds is what a run stopped at that step saved), resumed here.
   whole, data_dir = tiny_run
-  common = ['--config=mnist_fc_z2', f'--hparams={TINY_HPARAMS}', f'--data_dir={data_dir}',
-            '--log_every_n_steps=5', '--steps_per_loop=5', f'--run_dir={tmp_path / "broken"}']
-  rc, out = _run(*common, '--num_steps=8')
-  assert rc == 0, out
-  rc, out = _run(*common, f'--num_steps={TINY_STEPS}')
-  assert rc == 0 and 'at step 8' in out, out
+  run_dir = copy_run(whole, tmp_path)
+  train_dir = os.path.join(run_dir, 'train')
+  *newer, oldest = checkpoints.listed(train_dir)
+  for prefix in newer:
+    for path in glob.glob(prefix + '.*'):
+      os.remove(path)
+  os.remove(os.path.join(train_dir, 'checkpoint'))
+  step = int(oldest.rsplit('-', 1)[1])
+  rc, out = _run(f'--run_dir={run_dir}', f'--data_dir={data_dir}', '--log_every_n_steps=5',
+                 '--steps_per_loop=5', f'--num_steps={TINY_STEPS}')
+  assert rc == 0 and f'at step {step}.' in out and step < TINY_STEPS, out
   expected = _variables(os.path.join(whole, 'train', f'ckpt-{TINY_STEPS}'))
-  got = _variables(str(tmp_path / 'broken' / 'train' / f'ckpt-{TINY_STEPS}'))
+  got = _variables(os.path.join(train_dir, f'ckpt-{TINY_STEPS}'))
   assert expected.keys() == got.keys() and any('optimizer' in k for k in got)
   for name, value in expected.items():
     np.testing.assert_array_equal(got[name], value, err_msg=name)
