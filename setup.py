@@ -30,5 +30,5 @@ setuptools.setup(
         'scipy>=1.11',                 # Frey Face's .mat file
         'matplotlib==3.11.2',          # figures: the latent scatter, the paper's figure 2
     ],
-    extras_require={'test': ['pytest>=8']},
+    extras_require={'test': ['pytest>=8', 'pytest-xdist>=3.5']},
 )

@@ -141,6 +141,15 @@ CONFIG_MAP = {c.name: c for c in [
             prior='vampprior', prior_components=500, autoregressive_units=32,
             autoregressive_window=7,
             **dict(_HIERARCHY, objective='elbo', num_samples=1)),
+    _config('binarized_mnist_hvae_deep_pixelcnn',
+            'binarized_mnist_hvae_pixelcnn with a deeper PixelCNN: the 7x7 causal window then '
+            'three residual 3x3 masked convolutions (32 features), z-free so shared by the '
+            'latent samples; compiled without XLA (faster for its convolutions on CPU), '
+            'updates skipped only when not finite.',
+            'encoders.MLPEncoder', 'autoregressive.PixelCNNDecoder', 'binarized_mnist',
+            prior='vampprior', prior_components=500, autoregressive_units=32,
+            autoregressive_window=7, autoregressive_layers=4, jit_compile=False,
+            **dict(_HIERARCHY, objective='elbo', num_samples=1, grad_skip_threshold=0.0)),
     _config('mnist_conv',
             'Convolutional encoder/decoder (32, 64 filters), Bernoulli decoder, '
             'dynamically binarised MNIST.',

@@ -16,6 +16,7 @@ mirrored training in this process has two replicas (what --num_cpu_devices=2 doe
 everything else runs on the first, as it would without the split.
 """
 
+import concurrent.futures
 import contextlib
 import importlib
 import io
@@ -122,6 +123,15 @@ def signal_during_training(monkeypatch, step, signum=signal.SIGTERM):
   monkeypatch.setattr(hooks_lib, 'standard',
                       lambda *args, **kwargs: [sender] + standard(*args, **kwargs))
   return sender
+
+
+def run_scripts(*calls, timeout=240):
+  """[(returncode, stdout + stderr)] of several run_script calls, each (name, *args), run at
+  the same time: a TensorFlow start-up is mostly one core's work, so independent tools
+  overlap well even on two cores."""
+  with concurrent.futures.ThreadPoolExecutor(len(calls)) as pool:
+    futures = [pool.submit(run_script, *call, timeout=timeout) for call in calls]
+    return [future.result() for future in futures]
 
 
 def last_json(out):

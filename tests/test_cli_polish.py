@@ -164,12 +164,13 @@ class _Trainer:
   """What Progress reads of a Trainer."""
 
   def __init__(self):
-    self.step, self.hparams = 0, types.SimpleNamespace(batch_size=10)
+    self.step = 0
+    self.hparams = types.SimpleNamespace(batch_size=10, grad_skip_threshold=1000.0)
 
 
-def _metrics(beta):
+def _metrics(beta, skipped=0.0):
   return {'loss': 1.0, 'elbo': -1.0, 'losses/kl_bits': 2.0, 'losses/kl_beta': beta,
-          'skipped_updates': 0.0}
+          'skipped_updates': skipped}
 
 
 def test_progress_rate_leaves_out_the_compiling_call(caplog):
@@ -183,6 +184,19 @@ def test_progress_rate_leaves_out_the_compiling_call(caplog):
   assert lines[0] == 'step 1/4  loss 1.000  elbo -1.000  kl 2.00 bits  beta 1.000'
   assert all('examples/sec' in line and line.endswith(' left') for line in lines[1:])
   assert len(lines) == 3
+
+
+def test_progress_says_how_many_updates_were_skipped(caplog):
+  progress = hooks.Progress(tf.summary.create_noop_writer(), every_n_steps=5, num_steps=10)
+  trainer = _Trainer()
+  with caplog.at_level(std_logging.INFO):
+    for skipped in (2.0, 0.0):
+      trainer.step += 5
+      progress.after_steps(trainer, 5, _metrics(1.0, skipped))
+  lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith('step')]
+  assert '  2 of 5 updates skipped (gradient norm not finite or above ' \
+         'grad_skip_threshold=1000)' in lines[0]
+  assert 'skipped' not in lines[1]
 
 
 def test_beta_is_max_beta_at_every_step_without_warm_up():

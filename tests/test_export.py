@@ -210,6 +210,8 @@ def test_evaluate_a_saved_model_like_its_run(tiny_run, exported, tmp_path):
     assert message in out and 'Traceback' not in out
 
 
+# A SavedModel round trip of MADE (e2e: its traced while-loops take seconds to save).
+@pytest.mark.e2e
 def test_an_autoregressive_decoder_exports_and_matches(made_run, tmp_path):
   run_dir, _ = made_run
   module = export.restore_module(run_dir)

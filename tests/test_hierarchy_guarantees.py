@@ -2,8 +2,10 @@
 run ends with the weights of an unbroken one, and one step on two replicas equals one step on
 one device."""
 
+import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -12,6 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tfvae import checkpoints
 from tfvae import configs
 from tfvae import hooks
 from tfvae import sources
@@ -34,20 +37,29 @@ def _train(run_dir, source, num_steps):
   keras.utils.set_random_seed(1)  # the initial weights, as bin/train.py --seed=1 sets them
   trainer = training.Trainer(config, config.hparams.parse(HVAE), run_dir, source, seed=1,
                              steps_per_loop=5)
-  trainer.train(num_steps, hooks.standard(trainer, num_steps, log_every_n_steps=5))
+  trainer.train(num_steps, hooks.standard(trainer, num_steps, log_every_n_steps=5,
+                                          checkpoint_every_secs=0))
   return trainer
 
 
 def test_a_resumed_hierarchy_ends_with_the_weights_of_an_unbroken_one(tmp_path, data_dir):
-  # 25 steps cross two epoch boundaries; the break at 15 is mid-epoch.
+  # 25 steps of 10 an epoch cross two epoch boundaries. A copy of the run cut back to its
+  # oldest kept checkpoint (mid-epoch) is a run broken there; resumed, it must end the same.
   source = sources.make_source('binarized_mnist', data_dir=data_dir)
   whole = _train(str(tmp_path / 'whole'), source, 25)
   assert whole.model.groups[0].name == 'z2' and len(whole.model.groups) == 2
-  _train(str(tmp_path / 'broken'), source, 15)
-  resumed = _train(str(tmp_path / 'broken'), source, 25)
+  broken = str(tmp_path / 'broken')
+  shutil.copytree(str(tmp_path / 'whole'), broken)
+  *newer, oldest = checkpoints.listed(os.path.join(broken, 'train'))
+  for prefix in newer:
+    for path in glob.glob(prefix + '.*'):
+      os.remove(path)
+  os.remove(os.path.join(broken, 'train', 'checkpoint'))
+  assert 0 < int(oldest.rsplit('-', 1)[1]) < 25 and int(oldest.rsplit('-', 1)[1]) % 10
+  resumed = _train(broken, source, 25)
   assert resumed.step == 25
   expected = _variables(str(tmp_path / 'whole' / 'train' / 'ckpt-25'))
-  got = _variables(str(tmp_path / 'broken' / 'train' / 'ckpt-25'))
+  got = _variables(os.path.join(broken, 'train', 'ckpt-25'))
   assert expected.keys() == got.keys() and any('pseudo' in k for k in got), sorted(got)[:20]
   for name, value in expected.items():
     np.testing.assert_array_equal(got[name], value, err_msg=name)

@@ -347,6 +347,21 @@ def test_pixelcnn_logits_depend_on_the_causal_window_alone():
     assert {i for i in range(25) if jacobian[j, i] > 0} == window, j
 
 
+@pytest.mark.parametrize('act', ['glu', 'tanh'])
+def test_a_deeper_pixelcnn_stays_causal_sees_further_and_sums_to_one(act):
+  deep = lambda shape: _autoregressive(autoregressive.PixelCNNDecoder, shape,
+                                       autoregressive_layers=3, activation=act)
+  jacobian = _logit_jacobian(deep((5, 5, 1)).decoder, (5, 5, 1))
+  assert np.all(jacobian[np.triu_indices(25)] == 0)  # l_j never sees x_i for i >= j
+  assert jacobian[17, 7] > 0   # pixel (3, 2) sees (1, 2): outside its 3x3 window
+  assert jacobian[17, 16] > 0  # and its left neighbour
+  small = deep((2, 2, 1))
+  images = np.array([[(i >> b) & 1 for b in range(4)] for i in range(16)], np.float32)
+  total = tf.reduce_logsumexp(small.decoder.log_prob(
+      tf.reshape(images, (16, 2, 2, 1)), tf.ones((1, 16, 3)))).numpy()
+  assert total == pytest.approx(0.0, abs=1e-5)
+
+
 @pytest.mark.parametrize('decoder', AUTOREGRESSIVE)
 def test_autoregressive_log_prob_shares_x_over_samples_and_is_a_distribution(decoder):
   model = _autoregressive(decoder)

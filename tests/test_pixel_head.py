@@ -145,6 +145,8 @@ def test_the_flat_conv_vae_takes_the_head_and_trains():
   assert model.sample(2, seed=1).shape == (2, 8, 8, 3)
 
 
+# A SavedModel round trip of the head (e2e: its traced while-loops take seconds to save).
+@pytest.mark.e2e
 def test_export_serves_the_head_and_matches_the_model(tmp_path):
   model = _model()
   config = configs.get_config('conv_hvae_pixelcnn')
@@ -172,7 +174,7 @@ def test_the_head_needs_a_logistic_mixture_and_an_elementwise_activation():
     decoders.MLPDecoder(hparams.override(likelihood='logistic_mixture', activation='glu'),
                         (8, 8, 1))
   with pytest.raises(UserError, match='autoregressive_layers .* must be 0, got 2'):
-    autoregressive.PixelCNNDecoder(hparams, (8, 8, 1))
+    autoregressive.MADEDecoder(hparams, (8, 8, 1))
   with pytest.raises(UserError, match='at most 3 channels; these have 4'):
     decoders.ConvDecoder(hparams.override(likelihood='logistic_mixture', channel_coupling=True),
                          (8, 8, 4))

@@ -15,10 +15,10 @@ factorised decoder. The encoder, the standard-normal prior and the analytic KL a
 - `MADEDecoder`: f = the masked linear maps of MADE (Germain et al. 2015) plus direct
   connections from every earlier pixel (as in DARN, Gregor et al. 2014); c shifts MADE's
   hidden units and the logits.
-- `PixelCNNDecoder`: f = a shallow PixelCNN (van den Oord et al. 2016): one layer over the
-  pixels above and to the left of each pixel in a k x k window, its weights shared by every
-  position (a masked convolution). c gives each pixel a global logit and weighs the local
-  features: l_d = a_d(c) + sum_j f_dj g_j(c).
+- `PixelCNNDecoder`: f = a PixelCNN (van den Oord et al. 2016): one layer over the pixels
+  above and to the left of each pixel in a k x k window, its weights shared by every position
+  (a masked convolution), optionally deepened by residual 3x3 masked convolutions. c gives
+  each pixel a global logit and weighs the local features: l_d = a_d(c) + sum_j f_dj g_j(c).
 
 Pictures (`images`) are the mean-field pass x_d = sigmoid(l_d(x_<d, z)), each probability fed
 to the later pixels in place of a sample; `decoder(z).sample()` draws true samples (D passes).
@@ -36,6 +36,7 @@ from tfvae.decoders import BaseDecoder
 from tfvae.errors import UserError
 from tfvae.likelihoods import bernoulli_log_prob
 from tfvae import layers
+from tfvae.pixel_head import MaskedConv2D
 
 tfd = tfp.distributions
 
@@ -43,13 +44,15 @@ tfd = tfp.distributions
 class AutoregressiveDecoder(BaseDecoder):
   """A Bernoulli decoder autoregressive over the pixels; subclasses give features and logits."""
 
+  stacks_layers = False  # whether autoregressive_layers deepens its features
+
   def __init__(self, hparams, image_shape, **kwargs):
     super().__init__(hparams, image_shape, **kwargs)
     name = type(self).__name__
     if hparams.likelihood != 'bernoulli':
       raise UserError(f'{name} is autoregressive over binary pixels: it needs '
                       f'likelihood=bernoulli, got likelihood={hparams.likelihood}')
-    if hparams.autoregressive_layers:
+    if hparams.autoregressive_layers and not self.stacks_layers:
       raise UserError(f'{name} is autoregressive over the pixels already; '
                       'autoregressive_layers (a head for factorised decoders) must be 0, got '
                       f'{hparams.autoregressive_layers}')
@@ -222,15 +225,21 @@ class CausalWindow(keras.layers.Layer):
 
 
 class PixelCNNDecoder(AutoregressiveDecoder):
-  """A shallow PixelCNN over one-channel images, weighed by the context c = MLP(z):
+  """A PixelCNN over one-channel images, weighed by the context c = MLP(z):
 
-      f   = act(P W + b)                  features of each pixel's causal window   [B, D, F]
+      f_1 = act(P W + b)                  features of each pixel's causal window   [B, D, F]
+      f_l = f_l-1 + act(B_l f_l-1)        B_l: 3x3 convolutions masked to the pixel and those
+                                          before it (PixelCNN's mask B), l = 2 .. L
       l_d = a_d(c) + sum_j f_dj g_j(c)    a = A c + a_0 [..., B, D], g = G c + g_0 [..., B, F]
 
   P [B, D, T] holds the pixels above and to the left of each pixel within a k x k window
   (`CausalWindow`; not the pixel itself), W [T, F] is shared by every position; F =
-  hparams.autoregressive_units, k = hparams.autoregressive_window.
+  hparams.autoregressive_units, k = hparams.autoregressive_window, L =
+  max(1, hparams.autoregressive_layers). f = f_L depends on x alone, so the deeper stack costs
+  once per image, not once per latent sample.
   """
+
+  stacks_layers = True
 
   def __init__(self, hparams, image_shape, **kwargs):
     super().__init__(hparams, image_shape, **kwargs)
@@ -238,15 +247,27 @@ class PixelCNNDecoder(AutoregressiveDecoder):
     if self.image_shape[-1] != 1:
       raise UserError(f'PixelCNNDecoder models one-channel images; the images have '
                       f'shape {self.image_shape}')
-    self._window = CausalWindow(hparams.autoregressive_units, window, self.image_shape,
+    units = hparams.autoregressive_units
+    self._units = units
+    self._window = CausalWindow(units, window, self.image_shape,
                                 hparams.activation, name='window')
+    width = 2 * units if hparams.activation == layers.GATED else units
+    self._blocks = layers.track_layers(self, 'block', [
+        MaskedConv2D(width, 3, include_centre=True, name=f'block_{l}')
+        for l in range(2, hparams.autoregressive_layers + 1)])
     self._context_to_logits = keras.layers.Dense(self._num_pixels, name='context_to_logits')
-    self._context_to_weights = keras.layers.Dense(hparams.autoregressive_units,
-                                                  name='context_to_weights')
+    self._context_to_weights = keras.layers.Dense(units, name='context_to_weights')
 
   def features(self, x):
     """f [..., D, F] for images x [..., H, W, 1]."""
-    return self._window(tf.cast(x, self.compute_dtype))
+    features = self._window(tf.cast(x, self.compute_dtype))
+    if not self._blocks:
+      return features
+    height, width = self.image_shape[:2]
+    maps = tf.reshape(features, [-1, height, width, self._units])
+    for block in self._blocks:
+      maps = maps + self._act(block(maps))
+    return tf.reshape(maps, tf.shape(features))
 
   def logits_from(self, features, c):
     weights = self._context_to_weights(c)                                # [..., B, F]

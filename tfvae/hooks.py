@@ -77,6 +77,10 @@ class Progress(Hook):
     line = (f'step {step}/{self._num_steps}  loss {means["loss"]:.3f}  elbo '
             f'{means["elbo"]:.3f}  kl {means["losses/kl_bits"]:.2f} bits  beta '
             f'{means["losses/kl_beta"]:.3f}')
+    skipped = int(means.get('skipped_updates', 0))
+    if skipped:  # the other figures leave these steps out (NaN when every one was skipped)
+      line += (f'  {skipped} of {self._window.steps} updates skipped (gradient norm not '
+               f'finite or above grad_skip_threshold={trainer.hparams.grad_skip_threshold:g})')
     examples_per_sec = None
     if self._window.timed_steps:
       batch = trainer.hparams.batch_size

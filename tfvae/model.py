@@ -82,7 +82,8 @@ def default_hparams():
       # PixelCNN decoder and head: side of its causal window (odd)
       autoregressive_window=Int(7, min=3, odd=True),
       # factorised decoders of 8-bit images: masked convolutions of a local autoregressive
-      # head over the pixels (tfvae.pixel_head; 0: none, pixels independent given z)
+      # head over the pixels (tfvae.pixel_head; 0: none, pixels independent given z);
+      # PixelCNNDecoder: the masked layers of its z-free features (0 and 1: one)
       autoregressive_layers=Int(0, min=0, max=16),
       # p(x|z): bernoulli, gaussian or logistic_mixture (discretised, for 8-bit images)
       likelihood=Choice('bernoulli', list(LIKELIHOODS)),
