@@ -55,6 +55,8 @@ ARCHS = {
                  variant=('compile', ['--compile'])),
     'gated': dict(hidden=[300, 300], z=40, act='glu', batch=100, samples=20,
                   config='binarized_mnist_gated', hparams='', rough_rate=2500),
+    'hvae': dict(hidden=[300, 300], z=40, act='glu', batch=100, samples=10, groups=2,
+                 config='binarized_mnist_hvae', hparams='', rough_rate=2000),
     'binarize': dict(PAPER, config='mnist_fc', hparams='', rough_rate=25000),
 }
 LOG_EVERY = 100  # the trainer's default --log_every_n_steps
