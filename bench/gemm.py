@@ -24,6 +24,9 @@ import time
 from absl import app
 from absl import flags
 
+from archs import gemm_flops
+from archs import mlp_layers
+from archs import step_gemms
 import runner
 from children import fmt
 
@@ -32,56 +35,6 @@ flags.DEFINE_boolean('ceiling', True, 'Time the GEMM ceilings.')
 flags.DEFINE_string('gemm_times', None, 'Run as the timing child: JSON {"shapes": [[m, k, n, '
                     'transpose_a, transpose_b], ...], "dtype": ..., "big": [sizes] or "auto"}; '
                     'prints the ms of each GEMM and the big GEMMs\' GFLOP/s.')
-
-
-def mlp_layers(arch):
-  """The dense layers of the arch's VAE as (inputs, outputs, rows per example, sees data): the
-  encoder (hidden layers, a ladder layer per group below the top, the mean and scale heads)
-  once per example, the top-down groups and the decoder once per posterior sample; a glu layer
-  computes 2x its width. With groups > 1 (tfvae.top_down.DenseLadder): the state starts as
-  act(W z_top); each lower group has prior and posterior heads (hidden layer, then 2 z
-  parameters), the posterior's feature term once per example, and a state update but for the
-  last; the decoder sees every group's z. DReG's second, frozen-weights pass over the lower
-  posteriors is not counted: the ceiling is on the high side, the fraction on the low side."""
-  def width(h):
-    return 2 * h if arch['act'] == 'glu' else h
-  groups, z, samples = arch.get('groups', 1), arch['z'], arch['samples']
-  layers, inputs = [], runner.PIXELS
-  for h in arch['hidden']:
-    layers.append((inputs, width(h), 1, not layers))
-    inputs = h
-  state = inputs
-  layers += [(state, width(state), 1, False)] * (groups - 1)
-  layers += [(state, z, 1, False)] * 2
-  if groups > 1:
-    layers.append((z, width(state), samples, False))
-    for lower in range(1, groups):
-      layers += [(state, width(state), samples, False), (state, 2 * z, samples, False)] * 2
-      layers.append((state, width(state), 1, False))
-      if lower < groups - 1:
-        layers += [(state, width(state), samples, False), (z, width(state), samples, False)]
-  inputs = z * groups
-  for h in reversed(arch['hidden']):
-    layers.append((inputs, width(h), samples, False))
-    inputs = h
-  layers.append((inputs, runner.PIXELS, samples, False))
-  return layers
-
-
-def step_gemms(arch):
-  """The GEMMs of one training step, [(m, k, n, transpose_a, transpose_b)] (module docstring)."""
-  gemms = []
-  for k, n, rows, sees_data in mlp_layers(arch):
-    m = arch['batch'] * rows
-    gemms.append((m, k, n, False, False))
-    gemms.append((k, m, n, True, False))
-    if not sees_data:
-      gemms.append((m, n, k, False, True))
-  return gemms
-
-
-def gemm_flops(gemms):
-  return sum(2 * m * k * n for m, k, n, _, _ in gemms)
 
 
 def time_gemms(spec):

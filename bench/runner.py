@@ -22,6 +22,8 @@ import sys
 from absl import app
 from absl import flags
 
+from archs import ARCHS  # pylint: disable=unused-import (bench scripts read runner.ARCHS)
+from archs import PIXELS
 from children import ROOT
 from children import fmt
 from children import median_or_none
@@ -40,25 +42,7 @@ flags.DEFINE_string('tfvae_hparams', '', 'Extra hparams for tfvae\'s runs, appen
                     'arch\'s (e.g. mixed_precision=bfloat16); the peer is unchanged.')
 flags.DEFINE_boolean('verbose', False, 'Echo the children\'s output.')
 
-PIXELS = 784
 TRAIN_EXAMPLES = 50000  # binarized MNIST's and MNIST's training splits
-PAPER = dict(hidden=[500], z=20, act='tanh', batch=100, samples=1)
-ARCHS = {
-    'paper': dict(PAPER, config='binarized_mnist_fc', hparams='', rough_rate=25000,
-                  peer_args=['--hidden', '500', '--layers', '1', '--z', '20', '--act', 'tanh'],
-                  variant=('fused_adam+compile', ['--fused_adam', '--compile'])),
-    'wide': dict(hidden=[512, 512], z=32, act='relu', batch=1024, samples=1,
-                 config='binarized_mnist_fc',
-                 hparams='hidden_sizes=[512,512],z_size=32,activation=relu,batch_size=1024',
-                 rough_rate=30000,
-                 peer_args=['--hidden', '512', '--layers', '2', '--z', '32', '--act', 'relu'],
-                 variant=('compile', ['--compile'])),
-    'gated': dict(hidden=[300, 300], z=40, act='glu', batch=100, samples=20,
-                  config='binarized_mnist_gated', hparams='', rough_rate=2500),
-    'hvae': dict(hidden=[300, 300], z=40, act='glu', batch=100, samples=10, groups=2,
-                 config='binarized_mnist_hvae', hparams='', rough_rate=2000),
-    'binarize': dict(PAPER, config='mnist_fc', hparams='', rough_rate=25000),
-}
 LOG_EVERY = 100  # the trainer's default --log_every_n_steps
 # "step 200/600  loss 98.765  ...  21769 examples/sec  0:00:03 left" (a plain progress line)
 LOG_LINE = re.compile(r'^step (\d+)/(\d+) .*?([\d.]+) examples/sec')
