@@ -136,7 +136,7 @@ CONFIG_MAP = {c.name: c for c in [
             'standard-normal top prior, gated 300-300 MLPs, IWAE bound (K=10) with DReG.',
             'encoders.MLPEncoder', 'decoders.MLPDecoder', 'binarized_mnist', **_HIERARCHY),
     _config('binarized_mnist_hvae_pixelcnn',
-            'The best binarised-MNIST model: two latent groups (z2 over z1, 40 each) with a '
+            'Two latent groups (z2 over z1, 40 each) with a '
             'VampPrior on the top one and a shallow PixelCNN decoder (7x7 causal window, 32 '
             'features), on the ELBO.',
             'encoders.MLPEncoder', 'autoregressive.PixelCNNDecoder', 'binarized_mnist',
@@ -144,7 +144,8 @@ CONFIG_MAP = {c.name: c for c in [
             autoregressive_window=7,
             **dict(_HIERARCHY, objective='elbo', num_samples=1)),
     _config('binarized_mnist_hvae_deep_pixelcnn',
-            'binarized_mnist_hvae_pixelcnn with a deeper PixelCNN: the 7x7 causal window then '
+            'The best binarised-MNIST model: binarized_mnist_hvae_pixelcnn with a deeper '
+            'PixelCNN, the 7x7 causal window then '
             'three residual 3x3 masked convolutions (32 features), z-free so shared by the '
             'latent samples; compiled without XLA (faster for its convolutions on CPU), '
             'updates skipped only when not finite.',
