@@ -34,9 +34,11 @@ def gated():
   name = f'tfvae {FLAGS.arch}'
   num_steps = runner.tfvae_steps(arch)
   load_before = loadavg()
-  print(f'arch {FLAGS.arch}: {arch["config"]} (gated 300-300, z 40 x {arch.get("groups", 1)} '
-        f'groups, K = {arch["samples"]} decoder passes), batch {arch["batch"]}; {num_steps} '
-        f'steps; {FLAGS.rounds} rounds; load average {load_before}', flush=True)
+  shape = '-'.join(map(str, arch['hidden']))
+  print(f'arch {FLAGS.arch}: {arch["config"]} ({arch["act"]} {shape}, z {arch["z"]} x '
+        f'{arch.get("groups", 1)} groups, K = {arch["samples"]} decoder passes), batch '
+        f'{arch["batch"]}; {num_steps} steps; {FLAGS.rounds} rounds; load average '
+        f'{load_before}', flush=True)
   gemms_before = gemm.first_timing(arch)
   per_round = alternate({name: lambda: runner.run_tfvae(
       arch['config'], arch['hparams'], arch['batch'], num_steps)[0]}, FLAGS.rounds)
