@@ -79,5 +79,7 @@ def step_gemms(arch):
     gemms += ([(m, k, n, False, False)] * forward + [(k, m, n, True, False)] * weight_grad
               + [(m, n, k, False, True)] * input_grad)
   return gemms
+
+
 def gemm_flops(gemms):
   return sum(2 * m * k * n for m, k, n, _, _ in gemms)
