@@ -116,10 +116,13 @@ def test_describe():
     strategies.make_strategy('x')
 
 
-@pytest.mark.parametrize('precision', ['bfloat16', 'float16'])
-def test_mixed_precision_trains_with_float32_variables(tmp_path, data_dir, precision):
+@pytest.mark.parametrize('config, precision', [
+    ('binarized_mnist_fc', 'bfloat16'), ('binarized_mnist_fc', 'float16'),
+    # The README's fastest way to the best binarised-MNIST figure on CPUs with bfloat16 units.
+    ('binarized_mnist_hvae_deep_pixelcnn', 'bfloat16')])
+def test_mixed_precision_trains_with_float32_variables(tmp_path, data_dir, config, precision):
   run_dir = tmp_path / 'run'
-  rc, out = _train(f'--run_dir={run_dir}', '--config=binarized_mnist_fc',
+  rc, out = _train(f'--run_dir={run_dir}', f'--config={config}',
                    f'--hparams={SMALL},mixed_precision={precision}', f'--data_dir={data_dir}',
                    '--num_steps=20', '--log_every_n_steps=10', '--steps_per_loop=10')
   assert rc == 0, out[-2000:]
