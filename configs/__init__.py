@@ -131,10 +131,15 @@ CONFIG_MAP = {c.name: c for c in [
             'encoders.MLPEncoder', 'decoders.MLPDecoder', 'binarized_mnist', objective='iwae_dreg',
             num_samples=20, prior='vampprior', prior_components=500,
             **dict(_GATED, early_stopping_patience=50)),
+    # Decoupled weight decay 0.05 holds off overfitting: validation ELBO peaked at epoch 79
+    # (-91.27) where the same config without it peaked at epoch 49 (-91.57); 0.5 underfit (5
+    # nats behind at epoch 16).
     _config('binarized_mnist_hvae',
             'A two-group hierarchical VAE (z2 over z1, 40 each, inferred top-down) with a '
-            'standard-normal top prior, gated 300-300 MLPs, IWAE bound (K=10) with DReG.',
-            'encoders.MLPEncoder', 'decoders.MLPDecoder', 'binarized_mnist', **_HIERARCHY),
+            'standard-normal top prior, gated 300-300 MLPs, IWAE bound (K=10) with DReG, '
+            'weight decay 0.05.',
+            'encoders.MLPEncoder', 'decoders.MLPDecoder', 'binarized_mnist',
+            **dict(_HIERARCHY, weight_decay=0.05)),
     _config('binarized_mnist_hvae_pixelcnn',
             'Two latent groups (z2 over z1, 40 each) with a '
             'VampPrior on the top one and a shallow PixelCNN decoder (7x7 causal window, 32 '

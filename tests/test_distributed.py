@@ -138,3 +138,35 @@ def test_unknown_mixed_precision_is_one_line(tmp_path, data_dir):
                    f'--hparams={SMALL},mixed_precision=int8', f'--data_dir={data_dir}',
                    '--num_steps=2')
   assert rc == 1 and "error: unknown mixed_precision 'int8'; valid: none, bfloat16, float16" in out
+
+
+def test_weight_decay_shrinks_every_weight_by_lr_times_lambda_on_any_replica_count(
+    tmp_path, data_dir):
+  """One update from the same weights w0, with weight_decay=λ and without: the two differ by
+  exactly lr(0) * λ * w0 (decoupled decay: Adam's step does not see it), on one device and on
+  two replicas alike."""
+  import numpy as np
+  from tfvae import configs
+  from tfvae import hooks
+  from tfvae import sources
+  from tfvae import training
+  config = configs.get_config('binarized_mnist_hvae')
+  source = sources.make_source(config.dataset, data_dir=data_dir)
+  spec = 'hidden_sizes=[16],z_size=2,batch_size=20,learning_rate=0.01,ema_decay=0'
+  initial, after = None, {}
+  for strategy, decay in (('default', 0.0), ('default', 0.5), ('mirrored', 0.5)):
+    trainer = training.Trainer(config, config.hparams.parse(f'{spec},weight_decay={decay}'),
+                               str(tmp_path / f'{strategy}_{decay}'), source,
+                               strategy=strategies.make_strategy(strategy), seed=3,
+                               steps_per_loop=1)
+    if initial is None:
+      initial = trainer.model.get_weights()
+    trainer.model.set_weights(initial)
+    trainer.train(1, hooks.standard(trainer, 1, log_every_n_steps=1))
+    after[strategy, decay] = trainer.model.get_weights()
+  assert trainer.strategy.num_replicas_in_sync == 2
+  for w0, plain, decayed, mirrored in zip(initial, after['default', 0.0],
+                                          after['default', 0.5], after['mirrored', 0.5]):
+    np.testing.assert_allclose(plain - decayed, 0.01 * 0.5 * w0, atol=2e-6)
+    np.testing.assert_allclose(mirrored, decayed, atol=1e-5)
+  assert max(np.max(np.abs(w0)) for w0 in initial) > 0.1  # the decay was there to see

@@ -77,12 +77,15 @@ def test_a_changed_model_hparam_is_refused_before_anything_is_written(run_dir):
 
 def test_other_hparams_change_with_a_log_line_and_the_data_dir_is_remembered(run_dir):
   status, err = _run(train, f'--run_dir={run_dir}', '--num_steps=6',
-                     '--hparams=learning_rate=0.002,grad_clip=10', *FAST)
+                     '--hparams=learning_rate=0.002,grad_clip=10,weight_decay=0.1', *FAST)
   assert status == 0, err
   assert 'Resuming with learning_rate=0.002 (was 0.001).' in err
   assert 'Resuming with grad_clip=10.0 (was 1000.0).' in err
+  assert 'Resuming with weight_decay=0.1 (was 0.0).' in err
   assert 'step 6/6' in err and 'Resuming from' in err
-  assert (_hparams(run_dir)['learning_rate'], _hparams(run_dir)['grad_clip']) == (0.002, 10.0)
+  hparams = _hparams(run_dir)
+  assert (hparams['learning_rate'], hparams['grad_clip'], hparams['weight_decay']) == (
+      0.002, 10.0, 0.1)
 
 
 def test_every_tool_reads_the_run_s_data_without_data_dir(run_dir, tmp_path):

@@ -146,6 +146,8 @@ def default_hparams():
       grad_skip_threshold=Float(0.0, min=0),
       # Polyak averaging of the weights used to evaluate (0: off)
       ema_decay=Float(0.0, min=0, max=1, max_inclusive=False),
+      # decoupled weight decay: w <- w - lr * weight_decay * w at every update (0: off)
+      weight_decay=Float(0.0, min=0),
       # XLA-compile the training step
       jit_compile=Bool(True),
       # none, bfloat16 or float16 (with loss scaling)

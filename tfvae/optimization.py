@@ -4,6 +4,9 @@ lr(step) = (learning_rate - min_learning_rate) * decay_rate**step + min_learning
 (MusicVAE's exponential decay towards a floor), driven by the optimiser's own step
 counter so that it resumes with the checkpoint.
 
+With weight_decay = λ > 0 every update also shrinks each weight, w <- w - lr(step) * λ * w
+(decoupled weight decay, AdamW's: not added to the gradient, so Adam does not rescale it).
+
 With ema_decay = d > 0 the optimiser also keeps a Polyak average of the weights,
 w_avg <- d * w_avg + (1 - d) * w after every step; `use_averaged_weights` puts it in the
 model (validation, evaluation, export), and training carries on from the raw weights.
@@ -43,10 +46,12 @@ def learning_rate_schedule(hparams):
 
 
 def make_optimizer(hparams):
-  """Adam or Adagrad (hparams.optimizer) on the decaying learning rate, wrapped in dynamic
-  loss scaling when hparams.mixed_precision is float16."""
+  """Adam or Adagrad (hparams.optimizer) on the decaying learning rate, with decoupled weight
+  decay (hparams.weight_decay), wrapped in dynamic loss scaling when hparams.mixed_precision
+  is float16."""
   averaging = dict(use_ema=True, ema_momentum=hparams.ema_decay) if hparams.ema_decay else {}
   optimizer = OPTIMIZERS[hparams.optimizer](learning_rate=learning_rate_schedule(hparams),
+                                            weight_decay=hparams.weight_decay or None,
                                             **averaging)
   if hparams.mixed_precision == 'float16':
     optimizer = keras.optimizers.LossScaleOptimizer(optimizer)

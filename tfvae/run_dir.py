@@ -28,9 +28,10 @@ from tfvae import __version__
 from tfvae.errors import UserError
 
 # The hparams a resumed run may change: how it optimises (the learning-rate schedule,
-# clipping, skipping, early stopping, compilation), not what it models, reads or minimises.
+# clipping, skipping, weight decay, early stopping, compilation), not what it models, reads or
+# minimises.
 RESUMABLE = ('learning_rate', 'decay_rate', 'min_learning_rate', 'grad_clip',
-             'grad_skip_threshold', 'early_stopping_patience', 'jit_compile')
+             'grad_skip_threshold', 'weight_decay', 'early_stopping_patience', 'jit_compile')
 
 
 class RunDirError(UserError):
