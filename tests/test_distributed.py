@@ -144,7 +144,7 @@ def test_weight_decay_shrinks_every_weight_by_lr_times_lambda_on_any_replica_cou
     tmp_path, data_dir):
   """One update from the same weights w0, with weight_decay=λ and without: the two differ by
   exactly lr(0) * λ * w0 (decoupled decay: Adam's step does not see it), on one device and on
-  two replicas alike."""
+  two replicas alike (decayed once, not once per replica)."""
   import numpy as np
   from tfvae import configs
   from tfvae import hooks
@@ -154,7 +154,8 @@ def test_weight_decay_shrinks_every_weight_by_lr_times_lambda_on_any_replica_cou
   source = sources.make_source(config.dataset, data_dir=data_dir)
   spec = 'hidden_sizes=[16],z_size=2,batch_size=20,learning_rate=0.01,ema_decay=0'
   initial, after = None, {}
-  for strategy, decay in (('default', 0.0), ('default', 0.5), ('mirrored', 0.5)):
+  for strategy, decay in (('default', 0.0), ('default', 0.5), ('mirrored', 0.0),
+                          ('mirrored', 0.5)):
     trainer = training.Trainer(config, config.hparams.parse(f'{spec},weight_decay={decay}'),
                                str(tmp_path / f'{strategy}_{decay}'), source,
                                strategy=strategies.make_strategy(strategy), seed=3,
@@ -165,8 +166,7 @@ def test_weight_decay_shrinks_every_weight_by_lr_times_lambda_on_any_replica_cou
     trainer.train(1, hooks.standard(trainer, 1, log_every_n_steps=1))
     after[strategy, decay] = trainer.model.get_weights()
   assert trainer.strategy.num_replicas_in_sync == 2
-  for w0, plain, decayed, mirrored in zip(initial, after['default', 0.0],
-                                          after['default', 0.5], after['mirrored', 0.5]):
-    np.testing.assert_allclose(plain - decayed, 0.01 * 0.5 * w0, atol=2e-6)
-    np.testing.assert_allclose(mirrored, decayed, atol=1e-5)
+  for strategy in ('default', 'mirrored'):
+    for w0, plain, decayed in zip(initial, after[strategy, 0.0], after[strategy, 0.5]):
+      np.testing.assert_allclose(plain - decayed, 0.01 * 0.5 * w0, atol=2e-6)
   assert max(np.max(np.abs(w0)) for w0 in initial) > 0.1  # the decay was there to see
