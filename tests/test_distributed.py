@@ -170,3 +170,34 @@ def test_weight_decay_shrinks_every_weight_by_lr_times_lambda_on_any_replica_cou
     for w0, plain, decayed in zip(initial, after[strategy, 0.0], after[strategy, 0.5]):
       np.testing.assert_allclose(plain - decayed, 0.01 * 0.5 * w0, atol=2e-6)
   assert max(np.max(np.abs(w0)) for w0 in initial) > 0.1  # the decay was there to see
+
+
+@pytest.mark.parametrize('strategy', ['default', 'mirrored'])
+def test_an_update_above_grad_skip_threshold_is_skipped_and_counted(tmp_path, data_dir, strategy):
+  """With a threshold below any gradient norm every update is skipped: the weights and the
+  optimiser stay as they were, the steps still count, and the metrics of the call are the
+  count of skipped updates and NaN for the rest (averages over no applied update). With a
+  threshold above every norm the same steps update the weights."""
+  import numpy as np
+  from tfvae import configs
+  from tfvae import sources
+  from tfvae import training
+  config = configs.get_config('binarized_mnist_hvae')
+  source = sources.make_source(config.dataset, data_dir=data_dir)
+  spec = 'hidden_sizes=[16],z_size=2,batch_size=20,ema_decay=0'
+  for threshold, skipped in ((1e-9, 3), (1e9, 0)):
+    trainer = training.Trainer(config, config.hparams.parse(f'{spec},grad_skip_threshold={threshold}'),
+                               str(tmp_path / str(threshold)), source,
+                               strategy=strategies.make_strategy(strategy), seed=3)
+    before = trainer.model.get_weights()
+    block, offset, _ = trainer.batches.block(0)
+    metrics = trainer._train_step(block, offset, 3)  # pylint: disable=protected-access
+    assert trainer.step == 3 and metrics['skipped_updates'] == skipped
+    changed = [not np.array_equal(a, b) for a, b in zip(before, trainer.model.get_weights())]
+    if skipped:
+      assert not any(changed) and int(trainer.state.optimizer.iterations.numpy()) == 0
+      assert all(np.isnan(v) for k, v in metrics.items() if k != 'skipped_updates'), metrics
+    else:
+      assert all(changed) and int(trainer.state.optimizer.iterations.numpy()) == 3
+      assert metrics['learning_rate'] == pytest.approx(1e-3, rel=1e-3)
+      assert metrics['global_norm'] > 0 and np.isfinite(metrics['loss'])

@@ -171,6 +171,13 @@ def test_early_stopping_keeps_the_best_checkpoint(tmp_path, data_dir):
                        '--num_importance_samples=2', f'--checkpoint={which}')
     assert rc == 0, out
     assert last_json(out)['step'] == step
+  # A run that then diverges names the best validated checkpoint beside the newest finite one.
+  rc, out = _run(f'--run_dir={run_dir}', f'--data_dir={data_dir}', '--num_steps=60',
+                 '--hparams=learning_rate=1e30,min_learning_rate=0,grad_clip=0',
+                 '--log_every_n_steps=5', '--steps_per_loop=5')
+  assert rc == 1 and 'error: the loss became non-finite' in out, out
+  assert 'newest finite checkpoint' in out and 'ckpt-30' in out
+  assert os.path.join('best', 'ckpt-10') in out and '--checkpoint=best' in out
 
 
 def _variables(checkpoint_prefix):

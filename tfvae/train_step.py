@@ -120,10 +120,11 @@ class TrainStep:
     skip = optimization.skip_update(global_norm, hp.grad_skip_threshold,
                                     loss_scaled=hp.mixed_precision == 'float16')
     state.step.assign_add(1)
-    # A skipped step's metrics (often not finite) stay out of the sums.
+    # A skipped step's metrics (often not finite) stay out of the sums, which are divided by
+    # the number of applied updates.
+    metrics = dict(metrics, learning_rate=learning_rate, global_norm=global_norm)
     metrics = {k: tf.where(skip, 0.0, v) for k, v in metrics.items()}
-    metrics.update(learning_rate=learning_rate, global_norm=tf.where(skip, 0.0, global_norm),
-                   skipped_updates=tf.cast(skip, tf.float32))
+    metrics['skipped_updates'] = tf.cast(skip, tf.float32)
     return grads, skip, metrics
 
   def _apply(self, grads):

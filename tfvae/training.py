@@ -152,10 +152,13 @@ class Trainer:
         shutil.rmtree(self._scratch, ignore_errors=True)
     if reason == hooks_lib.NON_FINITE:
       last = self.manager.latest_checkpoint
+      best = self.best_manager.latest_checkpoint
+      kept = f'the newest finite checkpoint ({last or "none yet"})' + (
+          f' and the best validated one ({best}; --checkpoint=best)' if best else '')
       raise NonFiniteLossError(
           f'the loss became non-finite (or its gradient, or the weights) before step '
-          f'{self.step}; kept the last good checkpoint ({last or "none yet"}). Try a lower '
-          'learning_rate or grad_clip, or grad_skip_threshold, in --hparams.')
+          f'{self.step}; kept {kept}. Try a lower learning_rate or grad_clip, or '
+          'grad_skip_threshold, in --hparams.')
     if reason != 'signal':
       logging.info('Done: step %d, checkpoint %s.', self.step, self.manager.latest_checkpoint)
     return reason
