@@ -186,8 +186,8 @@ def test_an_update_above_grad_skip_threshold_is_skipped_and_counted(tmp_path, da
   source = sources.make_source(config.dataset, data_dir=data_dir)
   spec = 'hidden_sizes=[16],z_size=2,batch_size=20,ema_decay=0'
   for threshold, skipped in ((1e-9, 3), (1e9, 0)):
-    trainer = training.Trainer(config, config.hparams.parse(f'{spec},grad_skip_threshold={threshold}'),
-                               str(tmp_path / str(threshold)), source,
+    hparams = config.hparams.parse(f'{spec},grad_skip_threshold={threshold}')
+    trainer = training.Trainer(config, hparams, str(tmp_path / str(threshold)), source,
                                strategy=strategies.make_strategy(strategy), seed=3)
     before = trainer.model.get_weights()
     block, offset, _ = trainer.batches.block(0)
