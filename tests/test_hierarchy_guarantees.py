@@ -76,8 +76,9 @@ def test_one_step_of_a_hierarchy_on_two_replicas_equals_one_device(tmp_path, dat
   report = json.loads(result.stdout.strip().splitlines()[-1])
   assert report['replicas'] == 2
   assert report['loss_1'] == pytest.approx(report['loss_2'], rel=1e-5)
-  # The summed gradients agree to rounding: their norms match.
-  assert report['global_norm_1'] == pytest.approx(report['global_norm_2'], rel=1e-5)
+  # The summed gradients agree to rounding: their norms match (measured 1.2e-5 apart for the
+  # VampPrior's 470,000 weights on an AVX-512 host, Dec 8; a wrong 1/R scaling is 2x).
+  assert report['global_norm_1'] == pytest.approx(report['global_norm_2'], rel=1e-4)
   # Adam's first step is lr * g / (|g| + 1e-7): a weight whose gradient is near 1e-7 (the
   # importance weights of K samples and the gates make more of them than the fc model has)
   # moves by a fraction of lr that rounding changes. Measured: about 20 of 86,000 (hvae) or
