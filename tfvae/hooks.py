@@ -126,7 +126,7 @@ class RunSummary(Hook):
 
 class Checkpoints(Hook):
   """Saves a checkpoint every `every_secs` (all workers agreeing), and when training ends
-  (not after a non-finite loss: the last good checkpoint stays the newest)."""
+  (not after a non-finite loss: the newest checkpoint stays one of finite weights)."""
 
   def __init__(self, manager, every_secs):
     self._manager, self._every = manager, every_secs

@@ -122,7 +122,7 @@ class Trainer:
     `hooks` (default: `hooks.standard(self, num_steps)`); returns why it stopped: 'done' or a
     hook's reason. `record` (a tfvae.run_dir.Run) is written to config.json by the chief once
     the checkpoint is restored, never before: a run whose checkpoint does not restore keeps
-    its record. Raises NonFiniteLossError, keeping the last good checkpoint, if the loss stops
+    its record. Raises NonFiniteLossError, keeping the newest finite checkpoint, if the loss stops
     being finite."""
     self.num_steps = num_steps
     restored = self.restore()
