@@ -140,26 +140,31 @@ def test_unknown_mixed_precision_is_one_line(tmp_path, data_dir):
   assert rc == 1 and "error: unknown mixed_precision 'int8'; valid: none, bfloat16, float16" in out
 
 
+def _small_hvae_trainer(run_dir, data_dir, strategy, spec, **kwargs):
+  """A Trainer of a small binarized_mnist_hvae (16 hidden units, z 2 per group, batch 20, no
+  weight averaging) with the hparam overrides `spec`, on `strategy`, seed 3."""
+  from tfvae import configs
+  from tfvae import sources
+  from tfvae import training
+  config = configs.get_config('binarized_mnist_hvae')
+  hparams = config.hparams.parse(f'hidden_sizes=[16],z_size=2,batch_size=20,ema_decay=0,{spec}')
+  return training.Trainer(config, hparams, str(run_dir),
+                          sources.make_source(config.dataset, data_dir=data_dir),
+                          strategy=strategies.make_strategy(strategy), seed=3, **kwargs)
+
+
 def test_weight_decay_shrinks_every_weight_by_lr_times_lambda_on_any_replica_count(
     tmp_path, data_dir):
   """One update from the same weights w0, with weight_decay=λ and without: the two differ by
   exactly lr(0) * λ * w0 (decoupled decay: Adam's step does not see it), on one device and on
   two replicas alike (decayed once, not once per replica)."""
   import numpy as np
-  from tfvae import configs
   from tfvae import hooks
-  from tfvae import sources
-  from tfvae import training
-  config = configs.get_config('binarized_mnist_hvae')
-  source = sources.make_source(config.dataset, data_dir=data_dir)
-  spec = 'hidden_sizes=[16],z_size=2,batch_size=20,learning_rate=0.01,ema_decay=0'
   initial, after = None, {}
   for strategy, decay in (('default', 0.0), ('default', 0.5), ('mirrored', 0.0),
                           ('mirrored', 0.5)):
-    trainer = training.Trainer(config, config.hparams.parse(f'{spec},weight_decay={decay}'),
-                               str(tmp_path / f'{strategy}_{decay}'), source,
-                               strategy=strategies.make_strategy(strategy), seed=3,
-                               steps_per_loop=1)
+    trainer = _small_hvae_trainer(tmp_path / f'{strategy}_{decay}', data_dir, strategy,
+                                  f'learning_rate=0.01,weight_decay={decay}', steps_per_loop=1)
     if initial is None:
       initial = trainer.model.get_weights()
     trainer.model.set_weights(initial)
@@ -179,16 +184,9 @@ def test_an_update_above_grad_skip_threshold_is_skipped_and_counted(tmp_path, da
   count of skipped updates and NaN for the rest (averages over no applied update). With a
   threshold above every norm the same steps update the weights."""
   import numpy as np
-  from tfvae import configs
-  from tfvae import sources
-  from tfvae import training
-  config = configs.get_config('binarized_mnist_hvae')
-  source = sources.make_source(config.dataset, data_dir=data_dir)
-  spec = 'hidden_sizes=[16],z_size=2,batch_size=20,ema_decay=0'
   for threshold, skipped in ((1e-9, 3), (1e9, 0)):
-    hparams = config.hparams.parse(f'{spec},grad_skip_threshold={threshold}')
-    trainer = training.Trainer(config, hparams, str(tmp_path / str(threshold)), source,
-                               strategy=strategies.make_strategy(strategy), seed=3)
+    trainer = _small_hvae_trainer(tmp_path / str(threshold), data_dir, strategy,
+                                  f'grad_skip_threshold={threshold}')
     before = trainer.model.get_weights()
     block, offset, _ = trainer.batches.block(0)
     metrics = trainer._train_step(block, offset, 3)  # pylint: disable=protected-access
